@@ -1,0 +1,21 @@
+"""Repo-wide pytest hooks.
+
+CI sets AIRNUB_REQUIRE_ALL=1: then a test skipped for a missing dependency (Docker
+engine, nix, ...) fails instead, so a green CI never hides an untested part.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("AIRNUB_REQUIRE_ALL") == "1" and report.skipped and call.excinfo is not None:
+        if item.get_closest_marker("allow_skip") is None:
+            report.outcome = "failed"
+            report.longrepr = f"skipped in CI (AIRNUB_REQUIRE_ALL=1 forbids skips): {call.excinfo.value}"

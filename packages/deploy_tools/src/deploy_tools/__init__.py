@@ -1,0 +1,1 @@
+"""deploy_tools: local stack, setup-as-code, image and deploy commands."""

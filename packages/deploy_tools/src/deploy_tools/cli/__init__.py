@@ -1,0 +1,41 @@
+"""The `airnub` command: groups are assembled here, one module per group.
+
+Heavy imports (prefect, docker) stay inside command bodies so `airnub --help` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="airnub",
+    help="Run, deploy and ship the airnub Prefect pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# (module under deploy_tools.cli, group name, help). A group module exposes `app`.
+_GROUPS = [
+    ("stack", "stack", "Start, stop and inspect the local Prefect stack."),
+    ("setup", "setup", "Apply work pools, variables, blocks and deployments from deploy/."),
+    ("demo", "demo", "Run the Project Alpha demo through the stack."),
+    ("check", "check", "Offline checks (entrypoint import gate)."),
+    ("image", "image", "Build and verify the reproducible worker image."),
+    ("deploy", "deploy", "One-command deploys: local and remote."),
+]
+
+for _module, _name, _help in _GROUPS:
+    try:
+        _group = importlib.import_module(f"deploy_tools.cli.{_module}").app
+    except ModuleNotFoundError as exc:  # a group not written yet
+        if exc.name != f"deploy_tools.cli.{_module}":
+            raise
+        continue
+    app.add_typer(_group, name=_name, help=_help)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
