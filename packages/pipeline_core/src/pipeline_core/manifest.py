@@ -1,0 +1,81 @@
+"""Manifests: what each run fetched, as JSON documents next to the data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+if TYPE_CHECKING:
+    from pipeline_core.storage import Storage
+
+LATEST = "manifests/latest.json"
+
+
+class EntryStatus(StrEnum):
+    """Outcome of fetching one source."""
+
+    DOWNLOADED = "downloaded"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+class ManifestEntry(BaseModel):
+    """One source's outcome in one run.
+
+    For a `failed` or `unchanged` entry, `sha256`/`path` keep pointing at the last good
+    copy (if any), so a manifest always says where the current data is.
+    """
+
+    source: str
+    url: str
+    status: EntryStatus
+    sha256: str | None = None
+    bytes: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    path: str | None = Field(default=None, description="Stored path, relative to the data root.")
+    content_type: str | None = None
+    format: str | None = None
+    fetched_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    error: str | None = None
+
+
+class Manifest(BaseModel):
+    """Every source of one run, in the configured order."""
+
+    run_id: str
+    created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    entries: list[ManifestEntry]
+
+    def entry(self, source: str) -> ManifestEntry | None:
+        """The entry of `source`, if present."""
+        return next((e for e in self.entries if e.source == source), None)
+
+    @property
+    def failed(self) -> list[ManifestEntry]:
+        """Entries whose fetch failed."""
+        return [e for e in self.entries if e.status is EntryStatus.FAILED]
+
+
+def manifest_path(run_id: str) -> str:
+    """Relative path of a run's manifest."""
+    return f"manifests/{run_id}.json"
+
+
+def write_manifest(storage: Storage, manifest: Manifest) -> str:
+    """Write the run's manifest, then `latest.json`; each write is atomic."""
+    body = manifest.model_dump_json(indent=2).encode()
+    path = manifest_path(manifest.run_id)
+    storage.write_bytes(path, body)
+    storage.write_bytes(LATEST, body)
+    return path
+
+
+def read_latest(storage: Storage) -> Manifest | None:
+    """The latest manifest, or None before the first run."""
+    if not storage.exists(LATEST):
+        return None
+    return Manifest.model_validate_json(storage.read_bytes(LATEST))

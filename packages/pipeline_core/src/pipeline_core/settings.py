@@ -1,0 +1,45 @@
+"""Typed settings for pipelines, read from `ALPHA_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AlphaSettings(BaseSettings):
+    """Settings of the Project Alpha pipelines.
+
+    Example:
+        >>> AlphaSettings(concurrency=2).concurrency
+        2
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ALPHA_", env_file=".env", extra="ignore")
+
+    data_root: Path = Field(
+        default=Path("data/project_alpha_demo_outputs"),
+        description="Where raw files, manifests and processed outputs are written.",
+    )
+    concurrency: PositiveInt = Field(default=8, description="Downloads running at once.")
+    connect_timeout: PositiveFloat = Field(default=10.0, description="Seconds to connect.")
+    read_timeout: PositiveFloat = Field(default=30.0, description="Seconds between two reads.")
+    total_timeout: PositiveFloat = Field(
+        default=300.0, description="Seconds for one whole download, retries included."
+    )
+    max_bytes: PositiveInt = Field(
+        default=512 * 1024 * 1024, description="Largest body accepted per source."
+    )
+    max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt.")
+    backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles.")
+    max_backoff_seconds: float = Field(default=30.0, ge=0, description="Cap on one retry delay.")
+    max_redirects: int = Field(default=5, ge=0, description="Redirects followed per request.")
+    user_agent: str = Field(default="airnub-pipeline/0.1 (+https://github.com/airnub)")
+    storage_block: str | None = Field(
+        default=None,
+        description=(
+            "Name of a Prefect storage block (e.g. an S3Bucket) to write through; "
+            "the local filesystem under data_root when unset."
+        ),
+    )
