@@ -1,0 +1,1 @@
+"""Reproducible worker image: wheelhouse, build, bit-identical verification, layer diffs."""
