@@ -1,7 +1,98 @@
-"""Stub: replaced by the real ingest flow."""
-from prefect import flow
+"""The `ingest` flow: download every configured source into content-addressed storage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_core.download import download_source
+from pipeline_core.ingestion import ingest_sources
+from pipeline_core.manifest import Manifest, ManifestEntry
+from pipeline_core.settings import AlphaSettings
+from pipeline_core.sources import Source
+from pipeline_core.storage import Storage, open_storage
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+
+@task(name="download-source", task_run_name="download-{source.name}", cache_policy=NO_CACHE)
+async def download_task(
+    source: Source,
+    previous: ManifestEntry | None,
+    client: Any,
+    storage: Storage,
+    settings: AlphaSettings,
+) -> ManifestEntry:
+    """Prefect task around `pipeline_core.download.download_source`."""
+    from pipeline_core.logging import get_logger
+
+    entry = await download_source(
+        source, client=client, storage=storage, settings=settings, previous=previous
+    )
+    log = get_logger("flows_alpha.ingest")
+    if entry.error:
+        log.warning("source failed", source=source.name, error=entry.error)
+    else:
+        log.info("source fetched", source=source.name, status=entry.status.value, bytes=entry.bytes)
+    return entry
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else "local"
+
+
+async def _publish(manifest: Manifest, storage: Storage) -> None:
+    from prefect.artifacts import acreate_table_artifact
+
+    rows = [
+        {
+            "source": e.source,
+            "status": e.status.value,
+            "bytes": e.bytes,
+            "sha256": (e.sha256 or "")[:12],
+            "path": e.path,
+            "error": e.error or "",
+        }
+        for e in manifest.entries
+    ]
+    await acreate_table_artifact(
+        key="alpha-ingest-manifest",
+        table=rows,
+        description=(
+            f"Ingest manifest `manifests/{manifest.run_id}.json` in {storage.root_description}: "
+            f"{len(manifest.entries) - len(manifest.failed)} of {len(manifest.entries)} sources ok."
+        ),
+    )
 
 
 @flow(name="ingest")
-def ingest() -> None:
-    """Download every configured source (stub)."""
+async def ingest(sources: list[dict[str, Any]] | None = None) -> State[Manifest]:
+    """Download every source (the parameter, else the `alpha_sources` Variable).
+
+    One bad source never stops the others; the manifest records every source. The run
+    ends Failed, naming the failed sources, if any failed.
+    """
+    from pipeline_core.logging import configure_logging, get_logger
+
+    from flows_alpha.config import load_sources
+
+    configure_logging()
+    log = get_logger("flows_alpha.ingest")
+    settings = AlphaSettings()
+    wanted = await load_sources(sources)
+    storage = await open_storage(settings.data_root, settings.storage_block)
+    manifest = await ingest_sources(
+        wanted, storage=storage, settings=settings, run_id=_run_id(), fetch=download_task
+    )
+    path = f"manifests/{manifest.run_id}.json"
+    await _publish(manifest, storage)
+    log.info("manifest written", path=path, root=storage.root_description)
+    if manifest.failed:
+        names = ", ".join(f"{e.source} ({e.error})" for e in manifest.failed)
+        return Failed(
+            message=f"{len(manifest.failed)} of {len(manifest.entries)} sources failed: {names}",
+            data=manifest,
+        )
+    return Completed(message=f"{len(manifest.entries)} sources ingested", data=manifest)

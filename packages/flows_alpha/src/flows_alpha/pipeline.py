@@ -1,7 +1,29 @@
-"""Stub: replaced by the real pipeline flow."""
+"""The `alpha_pipeline` flow: ingest, then process."""
+
+from __future__ import annotations
+
+from typing import Any
+
 from prefect import flow
+from prefect.states import Completed, Failed, State
+
+from flows_alpha.ingest import ingest
+from flows_alpha.process import process
 
 
 @flow(name="alpha_pipeline")
-def alpha_pipeline() -> None:
-    """Ingest then process (stub)."""
+async def alpha_pipeline(sources: list[dict[str, Any]] | None = None) -> State[Any]:
+    """Run `ingest`, then `process` on whatever is stored (even if some sources failed).
+
+    Ends Failed, with both sub-runs' messages, if either failed.
+    """
+    ingested = await ingest(sources=sources, return_state=True)
+    processed = await process(sources=sources, return_state=True)
+    failed = [
+        (name, s)
+        for name, s in (("ingest", ingested), ("process", processed))
+        if not s.is_completed()
+    ]
+    if failed:
+        return Failed(message="; ".join(f"{name}: {s.message}" for name, s in failed))
+    return Completed(message=f"ingest: {ingested.message}; process: {processed.message}")

@@ -65,17 +65,17 @@ def manifest_path(run_id: str) -> str:
     return f"manifests/{run_id}.json"
 
 
-def write_manifest(storage: Storage, manifest: Manifest) -> str:
+async def write_manifest(storage: Storage, manifest: Manifest) -> str:
     """Write the run's manifest, then `latest.json`; each write is atomic."""
     body = manifest.model_dump_json(indent=2).encode()
     path = manifest_path(manifest.run_id)
-    storage.write_bytes(path, body)
-    storage.write_bytes(LATEST, body)
+    await storage.write_bytes(path, body)
+    await storage.write_bytes(LATEST, body)
     return path
 
 
-def read_latest(storage: Storage) -> Manifest | None:
+async def read_latest(storage: Storage) -> Manifest | None:
     """The latest manifest, or None before the first run."""
-    if not storage.exists(LATEST):
+    if not await storage.exists(LATEST):
         return None
-    return Manifest.model_validate_json(storage.read_bytes(LATEST))
+    return Manifest.model_validate_json(await storage.read_bytes(LATEST))

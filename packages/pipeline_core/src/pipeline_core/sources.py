@@ -76,6 +76,8 @@ def parse_sources(value: Any, *, origin: str = "alpha_sources") -> list[Source]:
     seen: set[str] = set()
     for i, source in enumerate(sources):
         if source.name in seen:
-            raise SourcesError(f"invalid {origin}: {origin}[{i}].name {source.name!r} is a duplicate")
+            raise SourcesError(
+                f"invalid {origin}: {origin}[{i}].name {source.name!r} is a duplicate"
+            )
         seen.add(source.name)
     return sources

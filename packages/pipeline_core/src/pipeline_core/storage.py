@@ -31,6 +31,16 @@ def safe_relpath(path: str) -> str:
     return str(pure)
 
 
+class StagedFile(Protocol):
+    """A temp file being written; `commit` publishes it."""
+
+    file: BinaryIO
+
+    async def commit(self, path: str) -> None:
+        """Publish the written content at `path` atomically."""
+        ...
+
+
 class Storage(Protocol):
     """What pipelines need from a store."""
 
@@ -48,8 +58,12 @@ class Storage(Protocol):
         """Replace `path` with `data`, atomically: readers see the old or the new file."""
         ...
 
-    def staging(self, path: str) -> contextlib.AbstractAsyncContextManager[BinaryIO]:
-        """A file to stream into; committed to `path` on clean exit, discarded on error."""
+    def stage(self, near: str) -> contextlib.AbstractAsyncContextManager[StagedFile]:
+        """A temp file to stream into, placed near the directory `near`.
+
+        Call `await staged.commit(path)` to publish it atomically at `path`; an uncommitted
+        temp file is discarded when the block exits, so a failure never touches `path`.
+        """
         ...
 
 
@@ -73,23 +87,35 @@ class LocalStorage:
         return self._full(path).read_bytes()
 
     async def write_bytes(self, path: str, data: bytes) -> None:
-        async with self.staging(path) as fh:
-            fh.write(data)
+        async with self.stage(str(PurePosixPath(safe_relpath(path)).parent)) as staged:
+            staged.file.write(data)
+            await staged.commit(path)
 
     @contextlib.asynccontextmanager
-    async def staging(self, path: str) -> AsyncIterator[BinaryIO]:
-        target = self._full(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:50]}.", suffix=".part")
+    async def stage(self, near: str) -> AsyncIterator[StagedFile]:
+        folder = self.root if near in ("", ".") else self._full(near)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+        staged = _LocalStaged(os.fdopen(fd, "wb"), Path(tmp), self)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            yield staged
         finally:
+            staged.file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+class _LocalStaged:
+    def __init__(self, file: BinaryIO, tmp: Path, storage: LocalStorage) -> None:
+        self.file, self._tmp, self._storage = file, tmp, storage
+
+    async def commit(self, path: str) -> None:
+        target = self._storage._full(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self._tmp, target)  # same filesystem: atomic
 
 
 class BlockStorage:
@@ -132,12 +158,18 @@ class BlockStorage:
         await self.block.awrite_path(safe_relpath(path), data)
 
     @contextlib.asynccontextmanager
-    async def staging(self, path: str) -> AsyncIterator[BinaryIO]:
-        rel = safe_relpath(path)
+    async def stage(self, near: str) -> AsyncIterator[StagedFile]:
         with tempfile.TemporaryFile() as fh:
-            yield fh  # type: ignore[misc]
-            fh.seek(0)
-            await self.block.awrite_path(rel, fh.read())
+            yield _BlockStaged(fh, self)  # type: ignore[arg-type]
+
+
+class _BlockStaged:
+    def __init__(self, file: BinaryIO, storage: BlockStorage) -> None:
+        self.file, self._storage = file, storage
+
+    async def commit(self, path: str) -> None:
+        self.file.seek(0)
+        await self._storage.write_bytes(path, self.file.read())
 
 
 async def open_storage(data_root: Path, block_name: str | None) -> Storage:

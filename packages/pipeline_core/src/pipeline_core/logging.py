@@ -1,0 +1,167 @@
+"""One logging setup: structlog, readable on a terminal, JSON otherwise, bridged into Prefect.
+
+Inside a Prefect flow or task run, each event is handed to that run's Prefect logger
+(`get_run_logger()`), which stores it as the run's log in the API and prints it once on
+the console; our own renderer then drops it, so nothing is printed twice. Outside a run,
+events are rendered to stderr. Prefect is imported lazily, only while logging.
+
+Example:
+    >>> from pipeline_core.logging import configure_logging, get_logger
+    >>> configure_logging()
+    >>> get_logger("pipeline_core.demo").info("rows parsed", source="cities", rows=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import IO, Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+_configured = False
+
+# structlog method names -> stdlib levels.
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+# Keys Prefect records itself (level, time, logger name) or that are passed separately.
+_NOT_IN_MESSAGE = {"event", "level", "timestamp", "logger", "exc_info", "stack_info"}
+
+
+class _Stderr:
+    """`sys.stderr` looked up at each write, so redirections (pytest, daemons) are honoured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A `WriteLogger` that knows its name, for `structlog.stdlib.add_logger_name`."""
+
+    def __init__(self, name: str, file: Any) -> None:
+        super().__init__(file=file)
+        self.name = name
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, str) and value and not any(c.isspace() or c in "\"'=" for c in value):
+        return value
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):  # circular structures
+        return repr(value)
+
+
+def format_message(event_dict: EventDict) -> str:
+    """One readable line for Prefect's UI: the event, then `key=value` pairs.
+
+    Example:
+        >>> format_message({"event": "parsed", "source": "cities", "rows": 10, "level": "info"})
+        'parsed source=cities rows=10'
+    """
+    parts = [str(event_dict.get("event", ""))]
+    parts += [f"{k}={_format_value(v)}" for k, v in event_dict.items() if k not in _NOT_IN_MESSAGE]
+    return " ".join(p for p in parts if p)
+
+
+def forward_to_prefect_run(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """structlog processor: inside a flow/task run, log the event to the run's Prefect logger.
+
+    The event is then dropped (`structlog.DropEvent`) so the terminal shows it once, through
+    Prefect's console handler. Outside a run the event passes through unchanged.
+    """
+    if "prefect" not in sys.modules:  # no Prefect loaded, so no run can be active
+        return event_dict
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging import get_run_logger
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return event_dict
+    level = _LEVELS.get(method_name, logging.INFO)
+    exc_info = event_dict.get("exc_info")
+    if method_name == "exception" and exc_info is None:
+        exc_info = True
+    get_run_logger().log(level, format_message(event_dict), exc_info=exc_info or None)
+    raise structlog.DropEvent
+
+
+def configure_logging(
+    level: int | str = logging.INFO,
+    *,
+    json_output: bool | None = None,
+    stream: IO[str] | None = None,
+    force: bool = False,
+) -> None:
+    """Configure structlog once; later calls are no-ops unless `force`.
+
+    Args:
+        level: lowest level emitted (e.g. `"DEBUG"`).
+        json_output: JSON lines; default: JSON unless `stream` is a terminal.
+        stream: where events outside a Prefect run go; default `sys.stderr`.
+        force: reconfigure even if already configured (tests).
+    """
+    global _configured
+    if _configured and not force:
+        return
+    out: IO[str] | _Stderr = stream if stream is not None else _Stderr()
+    tty = hasattr(out, "isatty") and out.isatty()
+    if json_output is None:
+        json_output = not tty
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=tty)
+    )
+    numeric_level = (
+        level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            forward_to_prefect_run,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            *([structlog.processors.dict_tracebacks] if json_output else []),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=lambda *args: _NamedWriteLogger(str(args[0]) if args else "", out),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str, **initial: Any) -> structlog.typing.FilteringBoundLogger:
+    """A structlog logger carrying `logger=<name>`; configures logging if not done yet.
+
+    The logger is a lazy proxy: it follows a later `configure_logging(force=True)`.
+
+    Example:
+        >>> log = get_logger("pipeline_core.processing")  # doctest: +SKIP
+        >>> log.info("source processed", source="cities", rows_out=7)  # doctest: +SKIP
+    """
+    configure_logging()
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, **initial)
+    return logger

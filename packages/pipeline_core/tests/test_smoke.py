@@ -1,3 +1,0 @@
-def test_import():
-    import pipeline_core
-    assert pipeline_core.__name__ == "pipeline_core"
