@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Provision a Docker engine (BuildKit new enough for rewrite-timestamp), buildx and compose v2
+# from Debian packages, start dockerd with the containerd image store, and load an offline
+# debootstrap base image (no registry is reachable here or in CI).
+#
+# Idempotent: a second run only checks versions, that `docker info` answers and that the base
+# image is loaded (about a second). Mirror URLs are read from /etc/apt/sources.list.d/ at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_IMAGE="${AIRNUB_BASE_IMAGE:-airnub/base:bookworm}"
+STATE=/var/lib/airnub-docker
+DAEMON_JSON="$STATE/daemon.json"
+DOCKERD_LOG=/var/log/airnub-dockerd.log
+export DEBIAN_FRONTEND=noninteractive
+
+need_install() {
+  # docker.io >= 26 (bookworm's 20.10 lacks rewrite-timestamp), plus buildx, compose, debootstrap.
+  local v
+  v="$(dpkg-query -W -f='${Version}' docker.io 2>/dev/null || true)"
+  [[ -z "$v" ]] && return 0
+  dpkg --compare-versions "$v" ge 26 || return 0
+  for p in docker-cli docker-buildx docker-compose containerd debootstrap; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || return 0
+  done
+  return 1
+}
+
+install_packages() {
+  local sources=/etc/apt/sources.list.d/debian.sources mirror list lists
+  mirror="$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$sources")"
+  [[ -n "$mirror" ]] || { echo "no Debian mirror found in $sources" >&2; exit 1; }
+  mkdir -p "$STATE/lists/partial"
+  list="$STATE/trixie.sources"
+  lists="$STATE/lists"
+  # Bookworm lines as configured, plus trixie main from the same mirror (private list: the
+  # system's own apt configuration stays untouched).
+  { cat "$sources"; printf '\nTypes: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror"; } >"$list"
+  local opts=(-o "Dir::Etc::sourcelist=$list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$lists"
+    -o APT::Default-Release=bookworm)
+  apt-get "${opts[@]}" update -qq
+  apt-get "${opts[@]}" install -y -qq --no-install-recommends \
+    docker.io/trixie docker-cli/trixie docker-buildx/trixie docker-compose/trixie \
+    containerd/trixie debootstrap iptables ca-certificates >/dev/null
+}
+
+start_dockerd() {
+  docker info >/dev/null 2>&1 && return 0
+  mkdir -p "$STATE"
+  # The containerd image store lets buildx's `docker` driver honour rewrite-timestamp=true.
+  printf '{"features": {"containerd-snapshotter": true}}\n' >"$DAEMON_JSON"
+  # setsid: own session, default signal dispositions, survives this script.
+  setsid dockerd --config-file "$DAEMON_JSON" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "dockerd did not answer within 60 s; see $DOCKERD_LOG" >&2
+  tail -n 30 "$DOCKERD_LOG" >&2 || true
+  exit 1
+}
+
+check_store() {
+  local driver
+  driver="$(docker info --format '{{.DriverStatus}}' 2>/dev/null || true)"
+  if ! grep -q "io.containerd.snapshotter" <<<"$driver"; then
+    echo "warning: dockerd runs without the containerd image store; image builds will not be" \
+      "reproducible (restart it with {\"features\": {\"containerd-snapshotter\": true}})" >&2
+  fi
+}
+
+if need_install; then
+  echo "installing docker.io, buildx, compose (trixie) and debootstrap"
+  install_packages
+fi
+start_dockerd
+check_store
+docker buildx version
+docker compose version
+
+if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  echo "base image $BASE_IMAGE already loaded"
+else
+  echo "making the offline base image $BASE_IMAGE (debootstrap, ~1 min)"
+  PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag "$BASE_IMAGE"
+fi
