@@ -1,0 +1,7 @@
+"""Setup as code: validate the files under `deploy/`, then make the server match them."""
+
+from deploy_tools.setup.apply import Change, apply_plan
+from deploy_tools.setup.entrypoints import check_entrypoints
+from deploy_tools.setup.plan import SetupFilesError, SetupPlan, load_plan
+
+__all__ = ["Change", "SetupFilesError", "SetupPlan", "apply_plan", "check_entrypoints", "load_plan"]

@@ -1,0 +1,168 @@
+"""Make the server match a validated `SetupPlan`; every object is compared before writing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deploy_tools.setup.plan import PlannedBlock, PlannedDeployment, SetupPlan
+from deploy_tools.setup.pools import base_job_template
+
+Action = Literal["created", "updated", "unchanged", "skipped"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What `setup apply` did to one object. `detail` never holds a secret."""
+
+    kind: str
+    name: str
+    action: Action
+    detail: str = ""
+
+
+async def apply_plan(plan: SetupPlan) -> list[Change]:
+    """Apply work pools, variables, blocks, then deployments, against the current API URL."""
+    from prefect.client.orchestration import get_client
+
+    changes: list[Change] = []
+    async with get_client() as client:
+        for pool in plan.work_pools:
+            changes.append(await _apply_pool(client, pool))
+        for var in plan.variables:
+            changes.append(await _apply_variable(client, var.name, var.value, var.tags))
+        for block in plan.blocks:
+            changes.append(await _apply_block(block))
+        for dep in plan.deployments:
+            changes.append(await _apply_deployment(client, dep))
+    return changes
+
+
+async def _apply_pool(client: Any, pool: Any) -> Change:
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    template = base_job_template(pool)
+    try:
+        existing = await client.read_work_pool(pool.name)
+    except ObjectNotFound:
+        await client.create_work_pool(
+            WorkPoolCreate(name=pool.name, type=pool.type, description=pool.description,
+                           concurrency_limit=pool.concurrency_limit, base_job_template=template)
+        )
+        return Change("work pool", pool.name, "created")
+    if existing.type != pool.type:
+        raise RuntimeError(f"work pool {pool.name!r} exists with type {existing.type!r}, "
+                           f"the file says {pool.type!r}; delete it first")
+    if (existing.description, existing.concurrency_limit, existing.base_job_template) == (
+        pool.description, pool.concurrency_limit, template
+    ):
+        return Change("work pool", pool.name, "unchanged")
+    await client.update_work_pool(
+        pool.name,
+        WorkPoolUpdate(description=pool.description, concurrency_limit=pool.concurrency_limit,
+                       base_job_template=template),
+    )
+    return Change("work pool", pool.name, "updated")
+
+
+async def _apply_variable(client: Any, name: str, value: Any, tags: list[str]) -> Change:
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+    existing = await client.read_variable_by_name(name)
+    if existing is None:
+        await client.create_variable(VariableCreate(name=name, value=value, tags=tags))
+        return Change("variable", name, "created")
+    if existing.value == value and sorted(existing.tags or []) == sorted(tags):
+        return Change("variable", name, "unchanged")
+    await client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+    return Change("variable", name, "updated")
+
+
+def _dump(block: Any) -> dict[str, Any]:
+    return block.model_dump(mode="json", context={"include_secrets": True})  # type: ignore[no-any-return]
+
+
+async def _apply_block(planned: PlannedBlock) -> Change:
+    from prefect.blocks.core import Block
+
+    spec = planned.spec
+    key = f"{spec.type}/{spec.name}"
+    if planned.skipped_because:
+        return Change("block", key, "skipped", planned.skipped_because)
+    block_cls = Block.get_block_class_from_key(spec.type)
+    values = dict(planned.data)
+    for field_name, ref in spec.block_refs.items():
+        ref_type, _, ref_name = ref.partition("/")
+        values[field_name] = await Block.get_block_class_from_key(ref_type).aload(ref_name)
+    desired = block_cls(**values)
+    try:
+        existing = await block_cls.aload(spec.name)
+    except ValueError:  # Prefect's "Unable to find block document named ..."
+        existing = None
+    if existing is not None and _dump(existing) == _dump(desired):
+        return Change("block", key, "unchanged")
+    await desired.asave(spec.name, overwrite=True)  # keeps the document id
+    return Change("block", key, "created" if existing is None else "updated")
+
+
+def _schedules(dep: PlannedDeployment) -> list[Any]:
+    from datetime import timedelta
+
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+    out = []
+    for s in dep.spec.schedules:
+        kw = {"timezone": s.timezone} if s.timezone else {}
+        schedule: Any = (
+            CronSchedule(cron=s.cron, **kw) if s.cron
+            else IntervalSchedule(interval=timedelta(seconds=s.interval or 0), **kw)
+        )
+        out.append(DeploymentScheduleCreate(schedule=schedule, active=s.active))
+    return out
+
+
+def _schedule_key(schedules: list[Any]) -> list[tuple[str, bool]]:
+    return sorted((s.schedule.model_dump_json(exclude_none=True), s.active) for s in schedules)
+
+
+async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
+    from prefect.exceptions import ObjectNotFound
+
+    spec = dep.spec
+    full_name = f"{dep.flow.name}/{spec.name}"
+    fields: dict[str, Any] = {
+        "entrypoint": spec.entrypoint,
+        "description": spec.description,
+        "tags": spec.tags,
+        "parameters": spec.parameters,
+        "work_pool_name": spec.work_pool.name,
+        "job_variables": spec.work_pool.job_variables,
+        "pull_steps": dep.pull_steps,
+        "parameter_openapi_schema": dep.flow.parameters.model_dump_for_openapi(),
+        "enforce_parameter_schema": spec.enforce_parameter_schema,
+        "version": spec.version,
+    }
+    schedules = _schedules(dep)
+    try:
+        existing = await client.read_deployment_by_name(full_name)
+    except ObjectNotFound:
+        existing = None
+    if existing is not None:
+        same = all(getattr(existing, k) == v for k, v in fields.items())
+        same = same and (spec.work_pool.work_queue_name in (None, existing.work_queue_name))
+        same = same and (
+            existing.concurrency_limit == spec.concurrency_limit
+            or getattr(existing.global_concurrency_limit, "limit", None) == spec.concurrency_limit
+        )
+        same = same and _schedule_key(existing.schedules) == _schedule_key(schedules)
+        if same:
+            return Change("deployment", full_name, "unchanged")
+    flow_id = await client.create_flow_from_name(dep.flow.name)
+    await client.create_deployment(  # an upsert: keeps the id and the run history
+        flow_id=flow_id, name=spec.name, schedules=schedules,
+        work_queue_name=spec.work_pool.work_queue_name,
+        concurrency_limit=spec.concurrency_limit, **fields,
+    )
+    return Change("deployment", full_name, "created" if existing is None else "updated")

@@ -1,0 +1,64 @@
+"""The import gate: load every deployment entrypoint without a server."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class EntrypointProblem:
+    """An entrypoint that does not load as a Prefect flow."""
+
+    file: Path
+    deployment: str
+    entrypoint: str
+    error: str
+
+
+def load_flow(entrypoint: str) -> Any:
+    """Import `module.path:flow` (or `file.py:flow`, relative to the cwd) and return the flow.
+
+    Raises:
+        ValueError: the entrypoint does not import or is not a flow; the message says why.
+    """
+    from prefect import Flow
+    from prefect.utilities.importtools import import_object
+
+    if ":" not in entrypoint:
+        raise ValueError("expected '<module.path>:<flow function>'")
+    try:
+        obj = import_object(entrypoint)
+    except Exception as exc:  # any import-time failure of user code is reported, not raised
+        cause = exc.__cause__ or exc
+        raise ValueError(f"{type(cause).__name__}: {cause}") from exc
+    if not isinstance(obj, Flow):
+        raise ValueError(f"{entrypoint} is a {type(obj).__name__}, not a Prefect flow")
+    return obj
+
+
+def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
+    """Import each deployment's entrypoint in `files`; return (how many checked, problems)."""
+    problems: list[EntrypointProblem] = []
+    checked = 0
+    for file in files:
+        try:
+            doc = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(EntrypointProblem(file, "-", "-", f"cannot read: {exc}"))
+            continue
+        for i, dep in enumerate(doc.get("deployments") or []):
+            name = str(dep.get("name", f"deployments[{i}]"))
+            entrypoint = str(dep.get("entrypoint", ""))
+            checked += 1
+            try:
+                load_flow(entrypoint)
+            except ValueError as exc:
+                problems.append(EntrypointProblem(file, name, entrypoint, str(exc)))
+    # Imports of user modules may have been cached half-initialised; nothing else relies on them.
+    sys.modules.pop("__prefect_loader__", None)
+    return checked, problems

@@ -1,0 +1,271 @@
+"""Read and validate every file under `deploy/` before anything is applied.
+
+`load_plan` returns a `SetupPlan` holding fully resolved objects, or raises `SetupFilesError`
+listing every problem as `<file>: <key>: <what was expected>`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deploy_tools.interpolation import MissingEnvError, interpolate
+from deploy_tools.setup.entrypoints import load_flow
+from deploy_tools.setup.models import (
+    BlockFile,
+    DeploymentEntry,
+    PrefectFile,
+    VariableFile,
+    WorkPoolFile,
+)
+from deploy_tools.setup.pools import base_job_template
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SetupFilesError(ValueError):
+    """One or more files under deploy/ are invalid; nothing was applied."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class PlannedBlock:
+    """A block document to apply; `skipped_because` is set when `when_env` is not satisfied."""
+
+    file: Path
+    spec: BlockFile
+    data: dict[str, Any] = field(default_factory=dict)  # includes secrets: never log it
+    skipped_because: str | None = None
+
+
+@dataclass
+class PlannedDeployment:
+    """A deployment with its loaded flow and resolved fields."""
+
+    file: Path
+    spec: DeploymentEntry
+    flow: Any
+    pull_steps: list[dict[str, Any]]
+
+
+@dataclass
+class SetupPlan:
+    """Everything `setup apply` will make true on the server."""
+
+    work_pools: list[WorkPoolFile] = field(default_factory=list)
+    variables: list[VariableFile] = field(default_factory=list)
+    blocks: list[PlannedBlock] = field(default_factory=list)
+    deployments: list[PlannedDeployment] = field(default_factory=list)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base.parent))
+    except ValueError:
+        return str(path)
+
+
+def _pydantic_problems(where: str, exc: ValidationError, *, show_input: bool = True) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = f" (got {err['input']!r})" if show_input and err["type"] != "missing" else ""
+        out.append(f"{where}: {loc}: {err['msg']}{got}")
+    return out
+
+
+def _read(path: Path, model: type[M], env: Mapping[str, str], where: str, problems: list[str],
+          *, interpolate_keys: tuple[str, ...]) -> M | None:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        problems.append(f"{where}: not valid YAML: {exc}")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+        return None
+    try:
+        for key in interpolate_keys:
+            if key in raw:
+                raw[key] = interpolate(raw[key], env, key)
+    except MissingEnvError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(where, exc))
+        return None
+
+
+def _import_callable(ref: str) -> Callable[[Any], object]:
+    module, _, attr = ref.partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if not callable(fn):
+        raise TypeError(f"{ref} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _plan_variable(spec: VariableFile, where: str, problems: list[str]) -> None:
+    if spec.validate_with is None:
+        return
+    try:
+        check = _import_callable(spec.validate_with)
+    except (ImportError, AttributeError, TypeError) as exc:
+        problems.append(f"{where}: validate_with: cannot import {spec.validate_with} ({exc})")
+        return
+    try:
+        check(spec.value)
+    except ValueError as exc:
+        problems.append(f"{where}: value: {exc}")
+
+
+def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
+                problems: list[str]) -> PlannedBlock:
+    from prefect.blocks.core import Block
+
+    missing_when = [name for name in spec.when_env if not env.get(name)]
+    if missing_when:
+        return PlannedBlock(file, spec, skipped_because=f"{', '.join(missing_when)} not set")
+    try:
+        block_cls = Block.get_block_class_from_key(spec.type)
+    except KeyError:
+        problems.append(f"{where}: type: unknown block type {spec.type!r} (is its collection installed?)")
+        return PlannedBlock(file, spec)
+    try:  # only now: a skipped block may use variables that are not set
+        data = interpolate(spec.data, env, "data")
+    except MissingEnvError as exc:
+        problems.append(f"{where}: {exc}")
+        return PlannedBlock(file, spec)
+    for key, var in spec.secret_env.items():
+        if key in data:
+            problems.append(f"{where}: secret_env.{key}: also given in data; secrets only come from env")
+        value = env.get(var)
+        if not value:
+            problems.append(f"{where}: secret_env.{key}: environment variable {var} is not set")
+        else:
+            data[key] = value
+    unknown = set(spec.secret_env) | set(spec.block_refs) | set(spec.data)
+    unknown -= set(block_cls.model_fields)
+    for key in sorted(unknown):
+        problems.append(f"{where}: {key}: not a field of block type {spec.type!r}")
+    for key, ref in spec.block_refs.items():
+        if "/" not in ref:
+            problems.append(f"{where}: block_refs.{key}: expected '<type-slug>/<name>', got {ref!r}")
+    if not problems:
+        try:
+            # Referenced blocks are checked when applied; validate the rest of the fields now.
+            block_cls.model_validate({**data, **{k: None for k in spec.block_refs}})
+        except ValidationError as exc:
+            errs = [e for e in exc.errors() if e["loc"] and e["loc"][0] not in spec.block_refs]
+            if errs:
+                problems.extend(
+                    f"{where}: data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs
+                )
+    return PlannedBlock(file, spec, data=data)
+
+
+def _plan_deployments(file: Path, where: str, env: Mapping[str, str],
+                      problems: list[str]) -> list[PlannedDeployment]:
+    doc = _read(file, PrefectFile, env, where, problems, interpolate_keys=("pull", "deployments"))
+    if doc is None:
+        return []
+    planned = []
+    for i, dep in enumerate(doc.deployments):
+        key = f"deployments[{i}] ({dep.name})"
+        pull = dep.pull if dep.pull is not None else doc.pull
+        if pull is None:
+            problems.append(f"{where}: {key}.pull: missing; write `pull:` explicitly "
+                            "(otherwise Prefect records the deploying machine's folder)")
+            continue
+        try:
+            flow = load_flow(dep.entrypoint)
+        except ValueError as exc:
+            problems.append(f"{where}: {key}.entrypoint: {dep.entrypoint}: {exc}")
+            continue
+        planned.append(PlannedDeployment(file, dep, flow, pull))
+    return planned
+
+
+def load_plan(deploy_dir: Path, deployments_file: str, env: Mapping[str, str] | None = None
+              ) -> SetupPlan:
+    """Validate `deploy_dir`'s work pools, variables, blocks and `deployments_file`.
+
+    `env` (default: os.environ) supplies `${NAME}` placeholders and secret values.
+
+    Raises:
+        SetupFilesError: every problem found, each naming its file and key.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    plan = SetupPlan()
+
+    for path in sorted((deploy_dir / "work_pools").glob("*.yaml")):
+        where = _rel(path, deploy_dir)
+        pool = _read(path, WorkPoolFile, env, where, problems, interpolate_keys=("job_variables",))
+        if pool:
+            try:
+                base_job_template(pool)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+            plan.work_pools.append(pool)
+
+    for path in sorted((deploy_dir / "variables").glob("*.yaml")):
+        where = _rel(path, deploy_dir)
+        var = _read(path, VariableFile, env, where, problems, interpolate_keys=("value",))
+        if var:
+            _plan_variable(var, where, problems)
+            plan.variables.append(var)
+
+    if any((deploy_dir / "blocks").glob("*.yaml")):
+        from prefect.plugins import load_prefect_collections
+
+        load_prefect_collections()  # registers block types of installed collections (prefect-aws)
+    for path in sorted((deploy_dir / "blocks").glob("*.yaml")):
+        where = _rel(path, deploy_dir)
+        spec = _read(path, BlockFile, env, where, problems, interpolate_keys=())
+        if spec:
+            block_problems: list[str] = []
+            plan.blocks.append(_plan_block(spec, path, where, env, block_problems))
+            problems.extend(block_problems)
+
+    file = deploy_dir / deployments_file
+    plan.deployments = _plan_deployments(file, _rel(file, deploy_dir), env, problems)
+
+    _check_names(plan, deploy_dir, problems)
+    if problems:
+        raise SetupFilesError(problems)
+    # Blocks that reference others are applied after them.
+    plan.blocks.sort(key=lambda b: bool(b.spec.block_refs))
+    return plan
+
+
+def _check_names(plan: SetupPlan, deploy_dir: Path, problems: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for kind, names in (
+        ("work pool", [p.name for p in plan.work_pools]),
+        ("variable", [v.name for v in plan.variables]),
+        ("block", [f"{b.spec.type}/{b.spec.name}" for b in plan.blocks]),
+        ("deployment", [f"{d.flow.name}/{d.spec.name}" for d in plan.deployments]),
+    ):
+        for name in names:
+            if f"{kind}:{name}" in seen:
+                problems.append(f"{deploy_dir.name}: {kind} {name!r} is defined twice")
+            seen[f"{kind}:{name}"] = name
+    blocks = {f"{b.spec.type}/{b.spec.name}": b for b in plan.blocks}
+    for b in plan.blocks:
+        for key, ref in b.spec.block_refs.items():
+            target = blocks.get(ref)
+            if b.skipped_because is None and target is not None and target.skipped_because:
+                problems.append(f"{_rel(b.file, deploy_dir)}: block_refs.{key}: {ref} is skipped "
+                                f"({target.skipped_because})")
