@@ -1,0 +1,23 @@
+# packages.<system>: the worker venv (from uv.lock, no dev group) and the worker image.
+{
+  pkgs,
+  pythonSet,
+  workspace,
+  nix2container,
+  root,
+}:
+let
+  worker-venv = pythonSet.mkVirtualEnv "airnub-worker-venv" workspace.workerMembers;
+in
+{
+  inherit worker-venv;
+
+  worker-image = import ./worker-image.nix {
+    inherit pkgs nix2container root worker-venv;
+    inherit (pythonSet) python;
+    # Third-party dependencies only: their layer changes only when uv.lock changes.
+    deps-venv = pythonSet.mkVirtualEnv "airnub-worker-deps" workspace.thirdPartyDeps;
+  };
+
+  default = worker-venv;
+}
