@@ -127,10 +127,13 @@ def configure_logging(
     tty = hasattr(out, "isatty") and out.isatty()
     if json_output is None:
         json_output = not tty
+    # Tracebacks never show local variables: they may hold secrets.
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=tty)
+        else structlog.dev.ConsoleRenderer(
+            colors=tty, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     numeric_level = (
         level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
@@ -143,7 +146,15 @@ def configure_logging(
             forward_to_prefect_run,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            *([structlog.processors.dict_tracebacks] if json_output else []),
+            *(
+                [
+                    structlog.processors.ExceptionRenderer(
+                        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+                    )
+                ]
+                if json_output
+                else []
+            ),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
