@@ -4,7 +4,7 @@
   Entrypoint = [ "/usr/local/bin/airnub-entrypoint" ];
   Cmd = [
     "--pool"
-    "airnub-docker"
+    "alpha-docker"
   ];
   User = "10001:10001";
   WorkingDir = "/app";
