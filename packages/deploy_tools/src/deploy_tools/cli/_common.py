@@ -1,0 +1,37 @@
+"""Shared bits of the CLI groups: console, project lookup, talking to the local stack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print `message` in red on stderr and return an Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def project():  # type: ignore[no-untyped-def]
+    """The current project, or exit with a clear message."""
+    from deploy_tools.project import Project, ProjectNotFoundError
+
+    try:
+        return Project.find()
+    except ProjectNotFoundError as exc:
+        raise fail(str(exc)) from None
+
+
+@contextmanager
+def api(url: str) -> Iterator[None]:
+    """Point the Prefect client in this process at `url` (over any profile setting)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
