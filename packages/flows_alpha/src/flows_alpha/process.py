@@ -10,7 +10,8 @@ from pipeline_core.sources import Source
 from pipeline_core.storage import Storage
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
 ARTIFACT_KEY = "alpha-process-summary"
 
