@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `message` in red on stderr and return an Exit to raise."""
+    sys.stdout.flush()  # keep the order of stdout and stderr lines
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 

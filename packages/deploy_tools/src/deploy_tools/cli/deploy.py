@@ -80,10 +80,11 @@ def local(
             stack.up(ports, worker=False)
     except (PortInUseError, StackError) as exc:
         raise fail(str(exc)) from None
-    # Apply first so the worker finds its pool as the files describe it.
-    if not apply_setup(proj.deploy_dir, LOCAL_DEPLOY_FILE, stack.setup_env(ports), stack.api_url(ports)):
+    # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
+    # overlaps the rest of the apply.
+    if not apply_setup(proj.deploy_dir, LOCAL_DEPLOY_FILE, stack.setup_env(ports),
+                       stack.api_url(ports), after_pools=lambda: stack.start_worker(ports)):
         raise fail("setup apply stopped; the stack is up (`airnub stack down` stops it)")
-    stack.start_worker(ports)
     if demo and not run_demo(stack.api_url(ports), stack.ui_url(ports), "alpha_pipeline/local", timeout):
         raise fail(f"the demo run did not complete; worker log: {stack.worker.log_file}")
     console.print(f"\n[bold]Prefect UI[/bold]  {stack.ui_url(ports)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import typer
@@ -12,7 +12,14 @@ from deploy_tools.cli._common import api, console, err_console, fail, project
 app = typer.Typer(no_args_is_help=True)
 
 
-def apply_setup(deploy_dir: Path, deployments_file: str, env: Mapping[str, str], api_url: str) -> bool:
+def apply_setup(
+    deploy_dir: Path,
+    deployments_file: str,
+    env: Mapping[str, str],
+    api_url: str,
+    *,
+    after_pools: Callable[[], None] | None = None,
+) -> bool:
     """Validate then apply; print one line per object and a summary. False on invalid files."""
     import asyncio
     import os
@@ -27,7 +34,7 @@ def apply_setup(deploy_dir: Path, deployments_file: str, env: Mapping[str, str],
             err_console.print(f"  {problem}", markup=False)
         return False
     with api(api_url):
-        changes = asyncio.run(apply_plan(plan))
+        changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
     for c in changes:
         colour = {"created": "green", "updated": "yellow", "skipped": "dim"}.get(c.action, "")
         action = f"[{colour}]{c.action}[/{colour}]" if colour else c.action

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,18 +22,25 @@ class Change:
     detail: str = ""
 
 
-async def apply_plan(plan: SetupPlan) -> list[Change]:
-    """Apply work pools, variables, blocks, then deployments, against the current API URL."""
+async def apply_plan(plan: SetupPlan, *, after_pools: Callable[[], None] | None = None
+                     ) -> list[Change]:
+    """Apply work pools, variables, blocks, then deployments, against the current API URL.
+
+    `after_pools` runs once the work pools exist (the local stack starts its worker there, so
+    the worker's start-up overlaps the rest of the apply).
+    """
     from prefect.client.orchestration import get_client
 
     changes: list[Change] = []
     async with get_client() as client:
         for pool in plan.work_pools:
             changes.append(await _apply_pool(client, pool))
+        if after_pools:
+            after_pools()
         for var in plan.variables:
             changes.append(await _apply_variable(client, var.name, var.value, var.tags))
         for block in plan.blocks:
-            changes.append(await _apply_block(block))
+            changes.append(await _apply_block(client, block))
         for dep in plan.deployments:
             changes.append(await _apply_deployment(client, dep))
     return changes
@@ -79,27 +87,53 @@ async def _apply_variable(client: Any, name: str, value: Any, tags: list[str]) -
     return Change("variable", name, "updated")
 
 
-def _dump(block: Any) -> dict[str, Any]:
-    return block.model_dump(mode="json", context={"include_secrets": True})  # type: ignore[no-any-return]
+def _dump(block: Any) -> Any:
+    """Field values with secrets revealed, without the document's id and name."""
+    data = block.model_dump(mode="json", context={"include_secrets": True})
+    return _public(data)
 
 
-async def _apply_block(planned: PlannedBlock) -> Change:
-    from prefect.blocks.core import Block
+def _public(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items() if not k.startswith("_")}
+    return value
+
+
+async def _read_block(client: Any, slug: str, name: str) -> Any:
+    """The stored block, or None. Read through the client: `Block.aload` also emits an event."""
+    from prefect.exceptions import ObjectNotFound
+
+    from deploy_tools.setup.plan import block_class
+
+    try:
+        doc = await client.read_block_document_by_name(name, slug, include_secrets=True)
+    except ObjectNotFound:
+        return None
+    # Not `_from_block_document`: that emits a "loaded" event, noisy at exit in a CLI.
+    block = block_class(slug).model_validate(doc.data)
+    block._block_document_id = doc.id
+    block._block_document_name = doc.name
+    block._is_anonymous = False
+    return block
+
+
+async def _apply_block(client: Any, planned: PlannedBlock) -> Change:
+    from deploy_tools.setup.plan import block_class
 
     spec = planned.spec
     key = f"{spec.type}/{spec.name}"
     if planned.skipped_because:
         return Change("block", key, "skipped", planned.skipped_because)
-    block_cls = Block.get_block_class_from_key(spec.type)
+    block_cls = block_class(spec.type)
     values = dict(planned.data)
     for field_name, ref in spec.block_refs.items():
         ref_type, _, ref_name = ref.partition("/")
-        values[field_name] = await Block.get_block_class_from_key(ref_type).aload(ref_name)
+        ref_block = await _read_block(client, ref_type, ref_name)
+        if ref_block is None:
+            raise RuntimeError(f"block {key}: {field_name} refers to {ref}, which does not exist")
+        values[field_name] = ref_block
     desired = block_cls(**values)
-    try:
-        existing = await block_cls.aload(spec.name)
-    except ValueError:  # Prefect's "Unable to find block document named ..."
-        existing = None
+    existing = await _read_block(client, spec.type, spec.name)
     if existing is not None and _dump(existing) == _dump(desired):
         return Change("block", key, "unchanged")
     await desired.asave(spec.name, overwrite=True)  # keeps the document id

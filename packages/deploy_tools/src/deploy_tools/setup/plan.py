@@ -130,15 +130,31 @@ def _plan_variable(spec: VariableFile, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: value: {exc}")
 
 
+def block_class(slug: str) -> Any:
+    """The Block class of a type slug; installed collections are imported only when needed.
+
+    Raises:
+        KeyError: no such block type.
+    """
+    import prefect.blocks.system
+    import prefect.filesystems  # noqa: F401 - registers the core block types
+    from prefect.blocks.core import Block
+    from prefect.utilities.dispatch import lookup_type
+
+    try:
+        return lookup_type(Block, slug)
+    except KeyError:
+        # Importing every collection (prefect-aws, prefect-docker) costs seconds: only now.
+        return Block.get_block_class_from_key(slug)
+
+
 def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
                 problems: list[str]) -> PlannedBlock:
-    from prefect.blocks.core import Block
-
     missing_when = [name for name in spec.when_env if not env.get(name)]
     if missing_when:
         return PlannedBlock(file, spec, skipped_because=f"{', '.join(missing_when)} not set")
     try:
-        block_cls = Block.get_block_class_from_key(spec.type)
+        block_cls = block_class(spec.type)
     except KeyError:
         problems.append(f"{where}: type: unknown block type {spec.type!r} (is its collection installed?)")
         return PlannedBlock(file, spec)
@@ -227,10 +243,6 @@ def load_plan(deploy_dir: Path, deployments_file: str, env: Mapping[str, str] | 
             _plan_variable(var, where, problems)
             plan.variables.append(var)
 
-    if any((deploy_dir / "blocks").glob("*.yaml")):
-        from prefect.plugins import load_prefect_collections
-
-        load_prefect_collections()  # registers block types of installed collections (prefect-aws)
     for path in sorted((deploy_dir / "blocks").glob("*.yaml")):
         where = _rel(path, deploy_dir)
         spec = _read(path, BlockFile, env, where, problems, interpolate_keys=())
