@@ -4,37 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.download import download_source
-from pipeline_core.ingestion import ingest_sources
-from pipeline_core.manifest import Manifest, ManifestEntry
+from pipeline_core.ingestion import ingest_sources, run_lane
+from pipeline_core.manifest import Manifest
 from pipeline_core.settings import AlphaSettings
-from pipeline_core.sources import Source
 from pipeline_core.storage import Storage, open_storage
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 
-@task(name="download-source", task_run_name="download-{source.name}", cache_policy=NO_CACHE)
-async def download_task(
-    source: Source,
-    previous: ManifestEntry | None,
-    client: Any,
-    storage: Storage,
-    settings: AlphaSettings,
-) -> ManifestEntry:
-    """Prefect task around `pipeline_core.download.download_source`."""
-    from pipeline_core.logging import get_logger
-
-    entry = await download_source(
-        source, client=client, storage=storage, settings=settings, previous=previous
-    )
-    log = get_logger("flows_alpha.ingest")
-    if entry.error:
-        log.warning("source failed", source=source.name, error=entry.error)
-    else:
-        log.info("source fetched", source=source.name, status=entry.status.value, bytes=entry.bytes)
-    return entry
+@task(name="download-lane", task_run_name="download-lane-{lane}", cache_policy=NO_CACHE)
+async def download_lane(lane: int, work: Any, results: Any, **kwargs: Any) -> int:
+    """Prefect task around `pipeline_core.ingestion.run_lane`: fetch queued sources."""
+    return await run_lane(lane, work, results, **kwargs)
 
 
 def _run_id() -> str:
@@ -84,7 +66,7 @@ async def ingest(sources: list[dict[str, Any]] | None = None) -> State[Manifest]
     wanted = await load_sources(sources)
     storage = await open_storage(settings.data_root, settings.storage_block)
     manifest = await ingest_sources(
-        wanted, storage=storage, settings=settings, run_id=_run_id(), fetch=download_task
+        wanted, storage=storage, settings=settings, run_id=_run_id(), lane=download_lane
     )
     path = f"manifests/{manifest.run_id}.json"
     await _publish(manifest, storage)
