@@ -19,7 +19,7 @@ async def load_sources(sources: list[dict[str, Any]] | None) -> list[Source]:
         return parse_sources(sources, origin="parameter 'sources'")
     from prefect.variables import Variable
 
-    value = await Variable.aget(SOURCES_VARIABLE, default=None)
+    value: Any = await Variable.aget(SOURCES_VARIABLE, default=None)
     if value is None:
         raise SourcesError(
             f"no sources: pass the 'sources' parameter or set the Prefect Variable "

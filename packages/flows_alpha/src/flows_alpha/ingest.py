@@ -10,7 +10,8 @@ from pipeline_core.settings import AlphaSettings
 from pipeline_core.storage import Storage, open_storage
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
 
 @task(name="download-lane", task_run_name="download-lane-{lane}", cache_policy=NO_CACHE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
 from flows_alpha.ingest import ingest
 from flows_alpha.process import process

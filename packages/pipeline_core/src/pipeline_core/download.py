@@ -203,7 +203,7 @@ async def _fetch_once(
             sha = digest.hexdigest()
             path = raw_path(source.name, sha, filename)
             unchanged = previous is not None and previous.sha256 == sha
-            if unchanged:
+            if previous is not None and unchanged:
                 path = previous.path or path
             elif not await storage.exists(path):
                 await staged.commit(path)

@@ -160,7 +160,7 @@ class BlockStorage:
     @contextlib.asynccontextmanager
     async def stage(self, near: str) -> AsyncIterator[StagedFile]:
         with tempfile.TemporaryFile() as fh:
-            yield _BlockStaged(fh, self)  # type: ignore[arg-type]
+            yield _BlockStaged(fh, self)
 
 
 class _BlockStaged:
