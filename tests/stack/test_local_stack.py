@@ -1,0 +1,222 @@
+"""The embedded stack end to end: real server, real worker, real HTTP, through the real CLI.
+
+One stack (random free ports, a temp project holding a copy of deploy/) is shared by the tests
+of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy_tools.stack.ports import free_port
+
+pytestmark = pytest.mark.stack
+
+REPO = Path(__file__).resolve().parents[2]
+AIRNUB = Path(sys.executable).parent / "airnub"
+
+
+@dataclass
+class Stack:
+    """The shared stack of this module."""
+
+    project: Path
+    server_port: int
+    data_port: int
+    deploy_result: subprocess.CompletedProcess[str]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/api"
+
+    @property
+    def data_root(self) -> Path:
+        return self.project / "data" / "project_alpha_demo_outputs"
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return airnub(self.project, *args, timeout=timeout)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        resp = httpx.post(f"{self.api}{path}", json=body or {}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
+
+def airnub(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `airnub` CLI in `project`, isolated from the caller's Prefect/airnub settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    return subprocess.run([str(AIRNUB), *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def processes_under(root: Path) -> list[int]:
+    """PIDs of live processes whose cwd is inside `root` (all the stack's processes start there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == str(root) or cwd.startswith(f"{root}/")):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    project = tmp_path_factory.mktemp("project")
+    shutil.copytree(REPO / "deploy", project / "deploy")
+    shutil.copytree(Path(__file__).parent / "fixture_flows", project / "fixture_flows")
+    server_port, data_port = free_port(), free_port()
+    result = airnub(project, "deploy", "local", "--mode", "process", "--server-port",
+                    str(server_port), "--data-port", str(data_port))
+    s = Stack(project, server_port, data_port, result)
+    try:
+        yield s
+    finally:
+        airnub(project, "stack", "down")
+
+
+def snapshot(s: Stack) -> dict[str, Any]:
+    """What setup apply manages, read through the REST API (with each object's `updated`)."""
+    return {
+        "variables": sorted((v["name"], json.dumps(v["value"]), v["tags"], v["updated"])
+                            for v in s.post("/variables/filter")),
+        "blocks": sorted((b["name"], b["id"], json.dumps(b["data"], sort_keys=True), b["updated"])
+                         for b in s.post("/block_documents/filter")),
+        "deployments": sorted(
+            (d["name"], d["id"], d["entrypoint"], json.dumps(d["pull_steps"]),
+             json.dumps(d["parameter_openapi_schema"], sort_keys=True), d["tags"])
+            for d in s.post("/deployments/filter")
+        ),
+        "pools": sorted((p["name"], p["type"], json.dumps(p["base_job_template"], sort_keys=True))
+                        for p in s.post("/work_pools/filter")),
+    }
+
+
+def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
+    out = stack.deploy_result.stdout
+    assert stack.deploy_result.returncode == 0, out + stack.deploy_result.stderr
+    assert "alpha_pipeline/local: run" in out and "Completed" in out
+    assert f"http://127.0.0.1:{stack.server_port}" in out
+    assert str(stack.data_root) in out
+
+    latest = json.loads((stack.data_root / "manifests" / "latest.json").read_text())
+    assert "cities" in json.dumps(latest)
+    assert any((stack.data_root / "processed").rglob("*.jsonl"))
+    assert (stack.data_root / "processed" / "summary.json").is_file()
+
+    runs = stack.post("/flow_runs/filter")
+    assert {r["state_type"] for r in runs} == {"COMPLETED"}
+    assert {"alpha_pipeline", "ingest", "process"} <= {
+        f["name"] for f in stack.post("/flows/filter", {"flows": {"id": {"any_": [r["flow_id"] for r in runs]}}})
+    }
+    artifacts = stack.post("/artifacts/filter",
+                           {"artifacts": {"flow_run_id": {"any_": [r["id"] for r in runs]}}})
+    assert {a["type"] for a in artifacts} >= {"table", "markdown"}
+
+
+def test_setup_apply_again_is_a_noop(stack: Stack) -> None:
+    before = snapshot(stack)
+    result = stack.cli("setup", "apply")
+    assert result.returncode == 0, result.stderr
+    assert "setup: nothing changed" in result.stdout
+    assert snapshot(stack) == before
+
+
+def test_invalid_variables_file_applies_nothing(stack: Stack) -> None:
+    variables = stack.project / "deploy" / "variables"
+    good = variables / "alpha_sources.yaml"
+    original = good.read_text()
+    before = snapshot(stack)
+    # A valid change in one file and an invalid second file: neither may reach the server.
+    good.write_text(original.replace("tags:\n- alpha\n", "tags:\n- alpha\n- changed\n"))
+    (variables / "limits.yaml").write_text("name: alpha_limits\nvalue: {max: 3}\ntags: not-a-list\n")
+    try:
+        result = stack.cli("setup", "apply")
+    finally:
+        good.write_text(original)
+        (variables / "limits.yaml").unlink()
+    assert result.returncode == 1
+    assert "nothing was applied" in result.stderr
+    assert "variables/limits.yaml: tags: Input should be a valid list" in result.stderr
+    assert snapshot(stack) == before
+
+
+def test_a_thousand_task_runs_are_all_recorded(stack: Stack) -> None:
+    shutil.copy(stack.project / "fixture_flows" / "thousand.yaml", stack.project / "deploy")
+    applied = stack.cli("setup", "apply", "--file", "thousand.yaml")
+    assert applied.returncode == 0, applied.stderr
+    assert "deployment thousand_tasks/local: created" in applied.stdout
+    ran = stack.cli("demo", "run", "--deployment", "thousand_tasks/local")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (run,) = stack.post("/flow_runs/filter", {"flows": {"name": {"any_": ["thousand_tasks"]}}})
+    assert run["state_type"] == "COMPLETED"
+    body = {"flow_runs": {"id": {"any_": [run["id"]]}}}
+    completed = {**body, "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    # The recorder writes in batches (flush every few seconds): wait for it, then count exactly.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        counts = stack.post("/task_runs/count", body), stack.post("/task_runs/count", completed)
+        if counts == (1000, 1000):
+            break
+        time.sleep(1)
+    assert counts == (1000, 1000)
+    server_log = (stack.project / ".local" / "logs" / "server.log").read_text()
+    assert "dropping message" not in server_log
+
+
+def test_down_leaves_nothing_and_up_keeps_everything(stack: Stack) -> None:
+    before = snapshot(stack)
+    runs_before = sorted(r["id"] for r in stack.post("/flow_runs/filter"))
+    assert processes_under(stack.project)
+
+    down = stack.cli("stack", "down")
+    assert down.returncode == 0, down.stderr
+    assert "stopped: worker, demo-data, server" in down.stdout
+    assert processes_under(stack.project) == []
+    assert not list((stack.project / ".local" / "run").glob("*.json"))
+
+    up = stack.cli("stack", "up")
+    assert up.returncode == 0, up.stderr
+    assert snapshot(stack) == before
+    assert sorted(r["id"] for r in stack.post("/flow_runs/filter")) == runs_before
+    deadline = time.monotonic() + 60
+    while (status := stack.cli("stack", "status")).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("healthy") == 3
+
+    assert "stopped" in stack.cli("stack", "down").stdout
+    assert processes_under(stack.project) == []
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = airnub(tmp_path, "stack", "up", "--server-port", str(port),
+                        "--data-port", str(free_port()))
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is taken by another program" in result.stderr
+    assert "--server-port" in result.stderr
+    assert processes_under(tmp_path) == []
