@@ -57,8 +57,15 @@ class Stack:
 def airnub(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real `airnub` CLI in `project`, isolated from the caller's Prefect/airnub settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
-    return subprocess.run([str(AIRNUB), *args], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(AIRNUB), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def processes_under(root: Path) -> list[int]:
@@ -83,8 +90,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     shutil.copytree(REPO / "deploy", project / "deploy")
     shutil.copytree(Path(__file__).parent / "fixture_flows", project / "fixture_flows")
     server_port, data_port = free_port(), free_port()
-    result = airnub(project, "deploy", "local", "--mode", "process", "--server-port",
-                    str(server_port), "--data-port", str(data_port))
+    result = airnub(
+        project,
+        "deploy",
+        "local",
+        "--mode",
+        "process",
+        "--server-port",
+        str(server_port),
+        "--data-port",
+        str(data_port),
+    )
     s = Stack(project, server_port, data_port, result)
     try:
         yield s
@@ -95,24 +111,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def snapshot(s: Stack) -> dict[str, Any]:
     """What setup apply manages, read through the REST API (with each object's `updated`)."""
     return {
-        "variables": sorted((v["name"], json.dumps(v["value"]), v["tags"], v["updated"])
-                            for v in s.post("/variables/filter")),
-        "blocks": sorted((b["name"], b["id"], json.dumps(b["data"], sort_keys=True), b["updated"])
-                         for b in s.post("/block_documents/filter")),
+        "variables": sorted(
+            (v["name"], json.dumps(v["value"]), v["tags"], v["updated"])
+            for v in s.post("/variables/filter")
+        ),
+        "blocks": sorted(
+            (b["name"], b["id"], json.dumps(b["data"], sort_keys=True), b["updated"])
+            for b in s.post("/block_documents/filter")
+        ),
         "deployments": sorted(
-            (d["name"], d["id"], d["entrypoint"], json.dumps(d["pull_steps"]),
-             json.dumps(d["parameter_openapi_schema"], sort_keys=True), d["tags"])
+            (
+                d["name"],
+                d["id"],
+                d["entrypoint"],
+                json.dumps(d["pull_steps"]),
+                json.dumps(d["parameter_openapi_schema"], sort_keys=True),
+                d["tags"],
+            )
             for d in s.post("/deployments/filter")
         ),
-        "pools": sorted((p["name"], p["type"], json.dumps(p["base_job_template"], sort_keys=True))
-                        for p in s.post("/work_pools/filter")),
+        "pools": sorted(
+            (p["name"], p["type"], json.dumps(p["base_job_template"], sort_keys=True))
+            for p in s.post("/work_pools/filter")
+        ),
     }
 
 
 def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     out = stack.deploy_result.stdout
     assert stack.deploy_result.returncode == 0, out + stack.deploy_result.stderr
-    assert "alpha_pipeline/local: run" in out and "Completed" in out
+    assert "alpha_pipeline/local: run" in out
+    assert "Completed" in out
     assert f"http://127.0.0.1:{stack.server_port}" in out
     assert str(stack.data_root) in out
 
@@ -124,10 +153,14 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     runs = stack.post("/flow_runs/filter")
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
     assert {"alpha_pipeline", "ingest", "process"} <= {
-        f["name"] for f in stack.post("/flows/filter", {"flows": {"id": {"any_": [r["flow_id"] for r in runs]}}})
+        f["name"]
+        for f in stack.post(
+            "/flows/filter", {"flows": {"id": {"any_": [r["flow_id"] for r in runs]}}}
+        )
     }
-    artifacts = stack.post("/artifacts/filter",
-                           {"artifacts": {"flow_run_id": {"any_": [r["id"] for r in runs]}}})
+    artifacts = stack.post(
+        "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [r["id"] for r in runs]}}}
+    )
     assert {a["type"] for a in artifacts} >= {"table", "markdown"}
 
 
@@ -146,7 +179,9 @@ def test_invalid_variables_file_applies_nothing(stack: Stack) -> None:
     before = snapshot(stack)
     # A valid change in one file and an invalid second file: neither may reach the server.
     good.write_text(original.replace("tags:\n- alpha\n", "tags:\n- alpha\n- changed\n"))
-    (variables / "limits.yaml").write_text("name: alpha_limits\nvalue: {max: 3}\ntags: not-a-list\n")
+    (variables / "limits.yaml").write_text(
+        "name: alpha_limits\nvalue: {max: 3}\ntags: not-a-list\n"
+    )
     try:
         result = stack.cli("setup", "apply")
     finally:
@@ -214,8 +249,9 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = airnub(tmp_path, "stack", "up", "--server-port", str(port),
-                        "--data-port", str(free_port()))
+        result = airnub(
+            tmp_path, "stack", "up", "--server-port", str(port), "--data-port", str(free_port())
+        )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is taken by another program" in result.stderr
     assert "--server-port" in result.stderr

@@ -9,9 +9,13 @@ import pytest
 from deploy_tools import server_settings
 
 
-def test_server_env_carries_recorder_batches_and_telemetry_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_env_carries_recorder_batches_and_telemetry_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("AIRNUB_TELEMETRY", raising=False)
-    env = server_settings.server_env(host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x")
+    env = server_settings.server_env(
+        host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x"
+    )
     assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "100"
     assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE"] == "100"
     assert env["PREFECT_SERVER_API_HOST"] == "127.0.0.1"
@@ -24,7 +28,9 @@ def test_settings_are_valid_prefect_settings(monkeypatch: pytest.MonkeyPatch) ->
     from prefect.settings import Settings
 
     env = {
-        **server_settings.server_env(host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x"),
+        **server_settings.server_env(
+            host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x"
+        ),
         **server_settings.worker_env(api_url="http://127.0.0.1:1234/api", data_root=Path("/d")),
     }
     for key, value in env.items():
@@ -44,7 +50,9 @@ def test_telemetry_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PREFECT_SERVER_ANALYTICS_ENABLED" not in env
 
 
-def test_worker_env_has_no_secrets_and_an_absolute_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_env_has_no_secrets_and_an_absolute_data_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
     env = server_settings.worker_env(api_url="http://127.0.0.1:1/api", data_root=Path("/abs/data"))
     assert env["ALPHA_DATA_ROOT"] == "/abs/data"

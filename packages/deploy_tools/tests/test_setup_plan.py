@@ -57,7 +57,8 @@ def test_invalid_variable_file_names_file_key_and_expectation(deploy_dir: Path) 
     (deploy_dir / "variables" / "bad.yaml").write_text("name: Bad-Name\ntags: nope\n")
     found = problems(deploy_dir, ENV)
     text = "\n".join(found)
-    assert "variables/alpha_sources.yaml: value:" in text and "[0][format]" in text
+    assert "variables/alpha_sources.yaml: value:" in text
+    assert "[0][format]" in text
     assert "variables/bad.yaml: name: String should match pattern" in text
     assert "variables/bad.yaml: value: Field required" in text
     assert "variables/bad.yaml: tags: Input should be a valid list (got 'nope')" in text
@@ -72,15 +73,22 @@ def test_not_yaml_and_unknown_keys(deploy_dir: Path) -> None:
 
 
 def test_missing_placeholder_names_the_variable(deploy_dir: Path) -> None:
-    text = "\n".join(problems(deploy_dir, {k: v for k, v in ENV.items() if k != "AIRNUB_DEMO_DATA_URL"}))
-    assert "variables/alpha_sources.yaml: value[0].url: environment variable AIRNUB_DEMO_DATA_URL" in text
+    text = "\n".join(
+        problems(deploy_dir, {k: v for k, v in ENV.items() if k != "AIRNUB_DEMO_DATA_URL"})
+    )
+    assert (
+        "variables/alpha_sources.yaml: value[0].url: environment variable AIRNUB_DEMO_DATA_URL"
+        in text
+    )
 
 
 def test_missing_secret_env_names_it_and_never_shows_a_value(deploy_dir: Path) -> None:
     env = {**ENV, "AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "AKIA-SHOULD-NOT-SHOW"}
     text = "\n".join(problems(deploy_dir, env))
-    assert ("blocks/alpha-s3-credentials.yaml: secret_env.aws_secret_access_key: environment "
-            "variable AWS_SECRET_ACCESS_KEY is not set") in text
+    assert (
+        "blocks/alpha-s3-credentials.yaml: secret_env.aws_secret_access_key: environment "
+        "variable AWS_SECRET_ACCESS_KEY is not set"
+    ) in text
     assert "AKIA-SHOULD-NOT-SHOW" not in text
 
 
@@ -107,8 +115,10 @@ def test_deployments_need_explicit_pull_and_schedules(deploy_dir: Path) -> None:
     dep = "{name: a, entrypoint: 'flows_alpha.ingest:ingest', work_pool: {name: alpha-local}"
     (deploy_dir / "no-pull.yaml").write_text(f"deployments:\n  - {dep}, schedules: []}}\n")
     (deploy_dir / "no-schedules.yaml").write_text(f"pull: []\ndeployments:\n  - {dep}}}\n")
-    assert "deploy/no-pull.yaml: deployments[0] (a).pull: missing" in problems(
-        deploy_dir, ENV, "no-pull.yaml")[0]
+    assert (
+        "deploy/no-pull.yaml: deployments[0] (a).pull: missing"
+        in problems(deploy_dir, ENV, "no-pull.yaml")[0]
+    )
     assert problems(deploy_dir, ENV, "no-schedules.yaml") == [
         "deploy/no-schedules.yaml: deployments.0.schedules: Field required"
     ]
@@ -116,7 +126,9 @@ def test_deployments_need_explicit_pull_and_schedules(deploy_dir: Path) -> None:
 
 def test_broken_entrypoint_stops_the_plan(deploy_dir: Path) -> None:
     path = deploy_dir / "prefect.local.yaml"
-    path.write_text(path.read_text().replace("flows_alpha.process:process", "flows_alpha.process:nope"))
+    path.write_text(
+        path.read_text().replace("flows_alpha.process:process", "flows_alpha.process:nope")
+    )
     text = "\n".join(problems(deploy_dir, ENV))
     assert "deployments[1] (local).entrypoint: flows_alpha.process:nope" in text
 

@@ -14,7 +14,7 @@ async def run_and_watch(
     deployment: str,
     *,
     parameters: dict[str, Any] | None = None,
-    timeout: float = 600.0,
+    wait_seconds: float = 600.0,
     on_update: Callable[[Any, float], None] | None = None,
     poll: float = 0.5,
 ) -> Any:
@@ -23,7 +23,7 @@ async def run_and_watch(
     `on_update(flow_run, elapsed_seconds)` is called after every poll.
 
     Raises:
-        TimeoutError: not final after `timeout` seconds (the run keeps going).
+        TimeoutError: not final after `wait_seconds` (the run keeps going).
     """
     from prefect.client.orchestration import get_client
 
@@ -38,6 +38,6 @@ async def run_and_watch(
                 on_update(run, elapsed)
             if run.state is not None and run.state.is_final():
                 return run
-            if elapsed > timeout:
-                raise TimeoutError(f"flow run {run.name} not finished after {timeout:.0f} s")
+            if elapsed > wait_seconds:
+                raise TimeoutError(f"flow run {run.name} not finished after {wait_seconds:.0f} s")
             await asyncio.sleep(poll)

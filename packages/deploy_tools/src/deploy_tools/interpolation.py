@@ -39,7 +39,9 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
 
         return _PATTERN.sub(replace, value)
     if isinstance(value, Mapping):
-        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     return value

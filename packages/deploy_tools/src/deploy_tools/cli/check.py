@@ -17,8 +17,10 @@ def run_entrypoint_gate(files: list[Path]) -> bool:
 
     checked, problems = check_entrypoints(files)
     for p in problems:
-        err_console.print(f"[red]broken[/red] {p.file.name}: {p.deployment}: {p.entrypoint}: {p.error}",
-                          markup=True)
+        err_console.print(
+            f"[red]broken[/red] {p.file.name}: {p.deployment}: {p.entrypoint}: {p.error}",
+            markup=True,
+        )
     if problems:
         err_console.print(f"{len(problems)} of {checked} entrypoints are broken")
         return False
@@ -37,7 +39,10 @@ def entrypoints(
 
     if not files:
         deploy_dir = project().deploy_dir
-        files = [p for p in (deploy_dir / LOCAL_DEPLOY_FILE, deploy_dir / REMOTE_DEPLOY_FILE)
-                 if p.exists()]
+        files = [
+            p
+            for p in (deploy_dir / LOCAL_DEPLOY_FILE, deploy_dir / REMOTE_DEPLOY_FILE)
+            if p.exists()
+        ]
     if not run_entrypoint_gate(files):
         raise typer.Exit(1)

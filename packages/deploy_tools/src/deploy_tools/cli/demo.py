@@ -20,17 +20,21 @@ def run_demo(api_url: str, ui_url: str, deployment: str, timeout: float) -> bool
     with api(api_url), console.status(f"running {deployment}") as status:
 
         def show(run: Any, elapsed: float) -> None:
-            status.update(f"{deployment}: {run.name} [bold]{run.state_name}[/bold] ({elapsed:.0f} s)")
+            status.update(
+                f"{deployment}: {run.name} [bold]{run.state_name}[/bold] ({elapsed:.0f} s)"
+            )
 
         try:
-            run = asyncio.run(run_and_watch(deployment, timeout=timeout, on_update=show))
+            run = asyncio.run(run_and_watch(deployment, wait_seconds=timeout, on_update=show))
         except TimeoutError as exc:
             console.print(f"[red]{exc}[/red]")
             return False
     ok = run.state is not None and run.state.is_completed()
     colour = "green" if ok else "red"
-    console.print(f"{deployment}: run {run.name} [{colour}]{run.state_name}[/{colour}]"
-                  f" — {ui_url}/runs/flow-run/{run.id}")
+    console.print(
+        f"{deployment}: run {run.name} [{colour}]{run.state_name}[/{colour}]"
+        f" — {ui_url}/runs/flow-run/{run.id}"
+    )
     if not ok and run.state is not None and run.state.message:
         console.print(f"  {run.state.message}", markup=False)
     return ok

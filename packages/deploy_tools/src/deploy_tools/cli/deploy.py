@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=True)
 COMPOSE_AVAILABLE = False  # the compose mode is a later issue
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """How the local stack runs."""
 
     auto = "auto"
@@ -46,16 +46,19 @@ def resolve_mode(mode: Mode) -> Mode:
     if docker_answers():
         if COMPOSE_AVAILABLE:
             return Mode.compose
-        console.print("Docker engine found, but the compose mode is not implemented yet: "
-                      "using process mode")
+        console.print(
+            "Docker engine found, but the compose mode is not implemented yet: using process mode"
+        )
     return Mode.process
 
 
 @app.command()
 def local(
     *,
-    mode: Mode = typer.Option(Mode.auto, help="process (no Docker), compose, or auto."),
-    server_port: int | None = typer.Option(None, help="Prefect server port (env AIRNUB_SERVER_PORT)."),
+    mode: Mode = typer.Option(Mode.auto, help="process (no Docker), compose, or auto."),  # noqa: B008
+    server_port: int | None = typer.Option(
+        None, help="Prefect server port (env AIRNUB_SERVER_PORT)."
+    ),
     data_port: int | None = typer.Option(None, help="Demo-data port (env AIRNUB_DATA_PORT)."),
     demo: bool = typer.Option(True, help="Run the demo pipeline at the end."),
     timeout: float = typer.Option(600, help="Seconds to wait for the demo run."),
@@ -82,10 +85,17 @@ def local(
         raise fail(str(exc)) from None
     # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
     # overlaps the rest of the apply.
-    if not apply_setup(proj.deploy_dir, LOCAL_DEPLOY_FILE, stack.setup_env(ports),
-                       stack.api_url(ports), after_pools=lambda: stack.start_worker(ports)):
+    if not apply_setup(
+        proj.deploy_dir,
+        LOCAL_DEPLOY_FILE,
+        stack.setup_env(ports),
+        stack.api_url(ports),
+        after_pools=lambda: stack.start_worker(ports),
+    ):
         raise fail("setup apply stopped; the stack is up (`airnub stack down` stops it)")
-    if demo and not run_demo(stack.api_url(ports), stack.ui_url(ports), "alpha_pipeline/local", timeout):
+    if demo and not run_demo(
+        stack.api_url(ports), stack.ui_url(ports), "alpha_pipeline/local", timeout
+    ):
         raise fail(f"the demo run did not complete; worker log: {stack.worker.log_file}")
     console.print(f"\n[bold]Prefect UI[/bold]  {stack.ui_url(ports)}")
     console.print(f"[bold]Outputs[/bold]     {proj.data_root}")

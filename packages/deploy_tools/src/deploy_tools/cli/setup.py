@@ -61,5 +61,7 @@ def apply(
     proj = project()
     stack = LocalStack(proj)
     ports = stack.recorded_ports() or stack.ports()
-    if not apply_setup(proj.deploy_dir, file, stack.setup_env(ports), api_url or stack.api_url(ports)):
+    if not apply_setup(
+        proj.deploy_dir, file, stack.setup_env(ports), api_url or stack.api_url(ports)
+    ):
         raise fail("setup apply stopped")

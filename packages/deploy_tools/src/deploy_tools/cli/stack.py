@@ -8,7 +8,9 @@ from deploy_tools.cli._common import console, fail, project
 
 app = typer.Typer(no_args_is_help=True)
 
-ServerPort = typer.Option(None, "--server-port", help="Prefect server port (env AIRNUB_SERVER_PORT).")
+ServerPort = typer.Option(
+    None, "--server-port", help="Prefect server port (env AIRNUB_SERVER_PORT)."
+)
 DataPort = typer.Option(None, "--data-port", help="Demo-data server port (env AIRNUB_DATA_PORT).")
 
 
@@ -69,7 +71,9 @@ def logs(
     for p in chosen:
         console.rule(f"{p.name}: {p.log_file}")
         if p.log_file.exists():
-            console.print("\n".join(p.log_file.read_text(errors="replace").splitlines()[-lines:]),
-                          markup=False)
+            console.print(
+                "\n".join(p.log_file.read_text(errors="replace").splitlines()[-lines:]),
+                markup=False,
+            )
         else:
             console.print("(no log yet)")

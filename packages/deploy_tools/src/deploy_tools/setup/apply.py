@@ -22,8 +22,9 @@ class Change:
     detail: str = ""
 
 
-async def apply_plan(plan: SetupPlan, *, after_pools: Callable[[], None] | None = None
-                     ) -> list[Change]:
+async def apply_plan(
+    plan: SetupPlan, *, after_pools: Callable[[], None] | None = None
+) -> list[Change]:
     """Apply work pools, variables, blocks, then deployments, against the current API URL.
 
     `after_pools` runs once the work pools exist (the local stack starts its worker there, so
@@ -55,21 +56,33 @@ async def _apply_pool(client: Any, pool: Any) -> Change:
         existing = await client.read_work_pool(pool.name)
     except ObjectNotFound:
         await client.create_work_pool(
-            WorkPoolCreate(name=pool.name, type=pool.type, description=pool.description,
-                           concurrency_limit=pool.concurrency_limit, base_job_template=template)
+            WorkPoolCreate(
+                name=pool.name,
+                type=pool.type,
+                description=pool.description,
+                concurrency_limit=pool.concurrency_limit,
+                base_job_template=template,
+            )
         )
         return Change("work pool", pool.name, "created")
     if existing.type != pool.type:
-        raise RuntimeError(f"work pool {pool.name!r} exists with type {existing.type!r}, "
-                           f"the file says {pool.type!r}; delete it first")
+        raise RuntimeError(
+            f"work pool {pool.name!r} exists with type {existing.type!r}, "
+            f"the file says {pool.type!r}; delete it first"
+        )
     if (existing.description, existing.concurrency_limit, existing.base_job_template) == (
-        pool.description, pool.concurrency_limit, template
+        pool.description,
+        pool.concurrency_limit,
+        template,
     ):
         return Change("work pool", pool.name, "unchanged")
     await client.update_work_pool(
         pool.name,
-        WorkPoolUpdate(description=pool.description, concurrency_limit=pool.concurrency_limit,
-                       base_job_template=template),
+        WorkPoolUpdate(
+            description=pool.description,
+            concurrency_limit=pool.concurrency_limit,
+            base_job_template=template,
+        ),
     )
     return Change("work pool", pool.name, "updated")
 
@@ -148,9 +161,10 @@ def _schedules(dep: PlannedDeployment) -> list[Any]:
 
     out = []
     for s in dep.spec.schedules:
-        kw = {"timezone": s.timezone} if s.timezone else {}
+        kw: dict[str, Any] = {"timezone": s.timezone} if s.timezone else {}
         schedule: Any = (
-            CronSchedule(cron=s.cron, **kw) if s.cron
+            CronSchedule(cron=s.cron, **kw)
+            if s.cron
             else IntervalSchedule(interval=timedelta(seconds=s.interval or 0), **kw)
         )
         out.append(DeploymentScheduleCreate(schedule=schedule, active=s.active))
@@ -195,8 +209,11 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
             return Change("deployment", full_name, "unchanged")
     flow_id = await client.create_flow_from_name(dep.flow.name)
     await client.create_deployment(  # an upsert: keeps the id and the run history
-        flow_id=flow_id, name=spec.name, schedules=schedules,
+        flow_id=flow_id,
+        name=spec.name,
+        schedules=schedules,
         work_queue_name=spec.work_pool.work_queue_name,
-        concurrency_limit=spec.concurrency_limit, **fields,
+        concurrency_limit=spec.concurrency_limit,
+        **fields,
     )
     return Change("deployment", full_name, "created" if existing is None else "updated")

@@ -84,8 +84,15 @@ def _pydantic_problems(where: str, exc: ValidationError, *, show_input: bool = T
     return out
 
 
-def _read(path: Path, model: type[M], env: Mapping[str, str], where: str, problems: list[str],
-          *, interpolate_keys: tuple[str, ...]) -> M | None:
+def _read(
+    path: Path,
+    model: type[M],
+    env: Mapping[str, str],
+    where: str,
+    problems: list[str],
+    *,
+    interpolate_keys: tuple[str, ...],
+) -> M | None:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -148,15 +155,18 @@ def block_class(slug: str) -> Any:
         return Block.get_block_class_from_key(slug)
 
 
-def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
-                problems: list[str]) -> PlannedBlock:
+def _plan_block(
+    spec: BlockFile, file: Path, where: str, env: Mapping[str, str], problems: list[str]
+) -> PlannedBlock:
     missing_when = [name for name in spec.when_env if not env.get(name)]
     if missing_when:
         return PlannedBlock(file, spec, skipped_because=f"{', '.join(missing_when)} not set")
     try:
         block_cls = block_class(spec.type)
     except KeyError:
-        problems.append(f"{where}: type: unknown block type {spec.type!r} (is its collection installed?)")
+        problems.append(
+            f"{where}: type: unknown block type {spec.type!r} (is its collection installed?)"
+        )
         return PlannedBlock(file, spec)
     try:  # only now: a skipped block may use variables that are not set
         data = interpolate(spec.data, env, "data")
@@ -165,7 +175,9 @@ def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
         return PlannedBlock(file, spec)
     for key, var in spec.secret_env.items():
         if key in data:
-            problems.append(f"{where}: secret_env.{key}: also given in data; secrets only come from env")
+            problems.append(
+                f"{where}: secret_env.{key}: also given in data; secrets only come from env"
+            )
         value = env.get(var)
         if not value:
             problems.append(f"{where}: secret_env.{key}: environment variable {var} is not set")
@@ -177,7 +189,9 @@ def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
         problems.append(f"{where}: {key}: not a field of block type {spec.type!r}")
     for key, ref in spec.block_refs.items():
         if "/" not in ref:
-            problems.append(f"{where}: block_refs.{key}: expected '<type-slug>/<name>', got {ref!r}")
+            problems.append(
+                f"{where}: block_refs.{key}: expected '<type-slug>/<name>', got {ref!r}"
+            )
     if not problems:
         try:
             # Referenced blocks are checked when applied; validate the rest of the fields now.
@@ -191,8 +205,9 @@ def _plan_block(spec: BlockFile, file: Path, where: str, env: Mapping[str, str],
     return PlannedBlock(file, spec, data=data)
 
 
-def _plan_deployments(file: Path, where: str, env: Mapping[str, str],
-                      problems: list[str]) -> list[PlannedDeployment]:
+def _plan_deployments(
+    file: Path, where: str, env: Mapping[str, str], problems: list[str]
+) -> list[PlannedDeployment]:
     doc = _read(file, PrefectFile, env, where, problems, interpolate_keys=("pull", "deployments"))
     if doc is None:
         return []
@@ -201,8 +216,10 @@ def _plan_deployments(file: Path, where: str, env: Mapping[str, str],
         key = f"deployments[{i}] ({dep.name})"
         pull = dep.pull if dep.pull is not None else doc.pull
         if pull is None:
-            problems.append(f"{where}: {key}.pull: missing; write `pull:` explicitly "
-                            "(otherwise Prefect records the deploying machine's folder)")
+            problems.append(
+                f"{where}: {key}.pull: missing; write `pull:` explicitly "
+                "(otherwise Prefect records the deploying machine's folder)"
+            )
             continue
         try:
             flow = load_flow(dep.entrypoint)
@@ -213,8 +230,9 @@ def _plan_deployments(file: Path, where: str, env: Mapping[str, str],
     return planned
 
 
-def load_plan(deploy_dir: Path, deployments_file: str, env: Mapping[str, str] | None = None
-              ) -> SetupPlan:
+def load_plan(
+    deploy_dir: Path, deployments_file: str, env: Mapping[str, str] | None = None
+) -> SetupPlan:
     """Validate `deploy_dir`'s work pools, variables, blocks and `deployments_file`.
 
     `env` (default: os.environ) supplies `${NAME}` placeholders and secret values.
@@ -279,5 +297,7 @@ def _check_names(plan: SetupPlan, deploy_dir: Path, problems: list[str]) -> None
         for key, ref in b.spec.block_refs.items():
             target = blocks.get(ref)
             if b.skipped_because is None and target is not None and target.skipped_because:
-                problems.append(f"{_rel(b.file, deploy_dir)}: block_refs.{key}: {ref} is skipped "
-                                f"({target.skipped_because})")
+                problems.append(
+                    f"{_rel(b.file, deploy_dir)}: block_refs.{key}: {ref} is skipped "
+                    f"({target.skipped_because})"
+                )

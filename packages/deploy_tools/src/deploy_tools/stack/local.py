@@ -80,7 +80,9 @@ class LocalStack:
         """Ports to use: arguments, then AIRNUB_SERVER_PORT / AIRNUB_DATA_PORT, then last used, then defaults."""
         last = self.recorded_ports()
         return Ports(
-            server or _env_port("AIRNUB_SERVER_PORT") or (last.server if last else DEFAULT_SERVER_PORT),
+            server
+            or _env_port("AIRNUB_SERVER_PORT")
+            or (last.server if last else DEFAULT_SERVER_PORT),
             data or _env_port("AIRNUB_DATA_PORT") or (last.data if last else DEFAULT_DATA_PORT),
         )
 
@@ -123,8 +125,10 @@ class LocalStack:
         """
         last = self.recorded_ports()
         if last and last != ports and (self.server.pid() or self.data.pid()):
-            raise StackError(f"the stack is running on ports {last.server}/{last.data}; "
-                             "run `airnub stack down` before changing ports")
+            raise StackError(
+                f"the stack is running on ports {last.server}/{last.data}; "
+                "run `airnub stack down` before changing ports"
+            )
         hint = "pick another with --server-port / AIRNUB_SERVER_PORT"
         data_hint = "pick another with --data-port / AIRNUB_DATA_PORT"
         if self.server.pid() is None:
@@ -132,21 +136,50 @@ class LocalStack:
         if self.data.pid() is None:
             ensure_free(ports.data, what="demo-data server", hint=data_hint)
         self.project.local_dir.mkdir(parents=True, exist_ok=True)
-        self._ports_file.write_text(json.dumps({"server_port": ports.server, "data_port": ports.data}))
+        self._ports_file.write_text(
+            json.dumps({"server_port": ports.server, "data_port": ports.data})
+        )
 
         if self.server.pid() is None:
             db = self.project.local_dir / "prefect.db"
-            env = {**self._base_env(), **server_settings.server_env(
-                host=HOST, port=ports.server, database_url=server_settings.sqlite_url(db))}
-            self.server.start([sys.executable, "-m", "prefect", "server", "start",
-                               "--host", HOST, "--port", str(ports.server)],
-                              env=env, cwd=self.project.root)
+            env = {
+                **self._base_env(),
+                **server_settings.server_env(
+                    host=HOST, port=ports.server, database_url=server_settings.sqlite_url(db)
+                ),
+            }
+            self.server.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(ports.server),
+                ],
+                env=env,
+                cwd=self.project.root,
+            )
         if self.data.pid() is None:
             from flows_alpha.demo_data import demo_data_dir
 
-            self.data.start([sys.executable, "-m", "http.server", str(ports.data), "--bind", HOST,
-                             "--directory", str(demo_data_dir())],
-                            env=self._base_env(), cwd=self.project.root)
+            self.data.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    str(ports.data),
+                    "--bind",
+                    HOST,
+                    "--directory",
+                    str(demo_data_dir()),
+                ],
+                env=self._base_env(),
+                cwd=self.project.root,
+            )
         self._wait(self.server, f"{self.api_url(ports)}/health", timeout)
         self._wait(self.data, self.data_url(ports), timeout)
         if worker:
@@ -157,12 +190,29 @@ class LocalStack:
         if self.worker.pid() is not None:
             return
         self.project.data_root.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env(), **server_settings.worker_env(
-            api_url=self.api_url(ports), data_root=self.project.data_root)}
-        self.worker.start([sys.executable, "-m", "prefect", "worker", "start",
-                           "--pool", server_settings.LOCAL_WORK_POOL, "--type", "process",
-                           "--name", WORKER_NAME],
-                          env=env, cwd=self.project.root)
+        env = {
+            **self._base_env(),
+            **server_settings.worker_env(
+                api_url=self.api_url(ports), data_root=self.project.data_root
+            ),
+        }
+        self.worker.start(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                server_settings.LOCAL_WORK_POOL,
+                "--type",
+                "process",
+                "--name",
+                WORKER_NAME,
+            ],
+            env=env,
+            cwd=self.project.root,
+        )
 
     def _wait(self, part: ManagedProcess, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -172,7 +222,9 @@ class LocalStack:
             if _http_ok(url):
                 return
             time.sleep(0.2)
-        raise StackError(f"the {part.name} was not healthy after {timeout:.0f} s; see {part.log_file}")
+        raise StackError(
+            f"the {part.name} was not healthy after {timeout:.0f} s; see {part.log_file}"
+        )
 
     def down(self) -> list[str]:
         """Stop the worker, demo-data server and server started by `up`; return the names stopped."""
@@ -182,8 +234,10 @@ class LocalStack:
         """Health of each part: process alive, then its own check (HTTP, worker heartbeat)."""
         ports = self.recorded_ports() or self.ports()
         out = []
-        for part, url in ((self.server, f"{self.api_url(ports)}/health"),
-                          (self.data, self.data_url(ports))):
+        for part, url in (
+            (self.server, f"{self.api_url(ports)}/health"),
+            (self.data, self.data_url(ports)),
+        ):
             pid = part.pid()
             ok = pid is not None and _http_ok(url)
             detail = url if ok else ("not running" if pid is None else f"not answering at {url}")
@@ -194,8 +248,11 @@ class LocalStack:
         else:
             seen = _worker_heartbeat_age(self.api_url(ports))
             ok = seen is not None and seen < 60
-            detail = (f"pool {server_settings.LOCAL_WORK_POOL}, last heartbeat {seen:.0f} s ago"
-                      if seen is not None else "running, not registered with the server yet")
+            detail = (
+                f"pool {server_settings.LOCAL_WORK_POOL}, last heartbeat {seen:.0f} s ago"
+                if seen is not None
+                else "running, not registered with the server yet"
+            )
             out.append(PartStatus("worker", pid, ok, detail, self.worker.log_file))
         return out
 
@@ -212,8 +269,11 @@ def _worker_heartbeat_age(api_url: str) -> float | None:
     from datetime import UTC, datetime
 
     try:
-        resp = httpx.post(f"{api_url}/work_pools/{server_settings.LOCAL_WORK_POOL}/workers/filter",
-                          json={}, timeout=2.0)
+        resp = httpx.post(
+            f"{api_url}/work_pools/{server_settings.LOCAL_WORK_POOL}/workers/filter",
+            json={},
+            timeout=2.0,
+        )
         resp.raise_for_status()
     except httpx.HTTPError:
         return None

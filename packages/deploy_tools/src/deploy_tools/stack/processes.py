@@ -8,6 +8,7 @@ the first SIGTERM otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,8 +30,9 @@ def _start_marker(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         if not Path("/proc/self/stat").exists():  # no procfs (macOS): fall back to ps
-            out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)],
-                                 capture_output=True, text=True, check=False).stdout.strip()
+            out = subprocess.run(
+                ["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, check=False
+            ).stdout.strip()
             return out or None
         return None
     fields = stat.rpartition(")")[2].split()
@@ -40,10 +42,8 @@ def _start_marker(pid: int) -> str | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: init reaps it
-        pass
 
 
 def _group_alive(pgid: int) -> bool:
@@ -102,11 +102,19 @@ class ManagedProcess:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(cmd)}\n".encode())
+            log.write(
+                f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(cmd)}\n".encode()
+            )
             log.flush()
-            proc = subprocess.Popen(  # noqa: S603 - cmd is built by this package
-                cmd, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_reset_signals,
+            proc = subprocess.Popen(
+                cmd,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_reset_signals,
             )
         record = {"pid": proc.pid, "marker": _start_marker(proc.pid), "cmd": cmd}
         self.pid_file.write_text(json.dumps(record))
@@ -119,10 +127,8 @@ class ManagedProcess:
         pid = self.pid()
         if pid is None:
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             _reap(pid)
@@ -130,10 +136,8 @@ class ManagedProcess:
                 break
             time.sleep(0.1)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
