@@ -1,0 +1,223 @@
+"""Time to first green: `airnub deploy local --mode process` vs. the bare Prefect CLI sequence.
+
+Both start from an empty state folder (fresh SQLite database) in warm environments (same venv,
+imports already compiled), on random free ports, with the same server and worker settings
+(deploy_tools.server_settings). Each side ends when the demo `alpha_pipeline` run is Completed.
+
+    python bench/first_green.py [--repeat N]
+
+The bare sequence: demo-data server, `prefect server start` (waited until healthy),
+`prefect work-pool create`, `prefect variable set`, `prefect deploy --all`, `prefect worker start`,
+`prefect deployment run --watch`. It creates no blocks, so it does a little less than airnub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from deploy_tools import server_settings
+from deploy_tools.stack.ports import free_port
+from flows_alpha.demo_data import demo_data_dir, demo_sources
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    env.update(extra)
+    return env
+
+
+def airnub_first_green(work: Path) -> float:
+    """Seconds for `airnub deploy local --mode process` in a fresh project (then stack down)."""
+    shutil.copytree(REPO / "deploy", work / "deploy")
+    ports = ["--server-port", str(free_port()), "--data-port", str(free_port())]
+    start = time.monotonic()
+    result = subprocess.run(
+        [BIN / "airnub", "deploy", "local", "--mode", "process", *ports],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - start
+    try:
+        if result.returncode != 0 or "Completed" not in result.stdout:
+            raise SystemExit(f"airnub deploy local failed:\n{result.stdout}\n{result.stderr}")
+        rerun_start = time.monotonic()
+        again = subprocess.run(
+            [BIN / "airnub", "deploy", "local", "--mode", "process"],
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        rerun = time.monotonic() - rerun_start
+        if again.returncode != 0 or "setup: nothing changed" not in again.stdout:
+            raise SystemExit(f"second deploy local failed:\n{again.stdout}\n{again.stderr}")
+        print(
+            f"  airnub: first green {elapsed:.1f} s, second deploy:local on the running stack "
+            f"{rerun:.1f} s"
+        )
+    finally:
+        subprocess.run(
+            [BIN / "airnub", "stack", "down"],
+            cwd=work,
+            env=_env(),
+            check=False,
+            capture_output=True,
+        )
+    return elapsed
+
+
+def _background(
+    cmd: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _bare_deploy_file(work: Path) -> Path:
+    deployments = [
+        {"name": "local", "entrypoint": ep, "work_pool": {"name": "alpha-local"}, "schedules": []}
+        for ep in (
+            "flows_alpha.ingest:ingest",
+            "flows_alpha.process:process",
+            "flows_alpha.pipeline:alpha_pipeline",
+        )
+    ]
+    doc = {
+        "name": "bench",
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": str(work)}}],
+        "deployments": deployments,
+    }
+    path = work / "prefect.yaml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return path
+
+
+def bare_first_green(work: Path) -> float:
+    """Seconds for the bare Prefect CLI sequence doing the same steps by hand."""
+    port, data_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    data_root = work / "data" / "project_alpha_demo_outputs"
+    home = work / "prefect-home"
+    base = _env(PREFECT_HOME=str(home))
+    server_env = {
+        **base,
+        **server_settings.server_env(
+            host="127.0.0.1",
+            port=port,
+            database_url=server_settings.sqlite_url(work / "prefect.db"),
+        ),
+    }
+    client_env = {**base, **server_settings.client_env(api_url=api)}
+    worker_env = {**base, **server_settings.worker_env(api_url=api, data_root=data_root)}
+    prefect = str(BIN / "prefect")
+    deploy_file = _bare_deploy_file(work)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def run(*args: str) -> None:
+        subprocess.run([prefect, *args], env=client_env, cwd=work, check=True, capture_output=True)
+
+    start = time.monotonic()
+    try:
+        procs.append(
+            _background(
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    str(data_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(demo_data_dir()),
+                ],
+                base,
+                work,
+                work / "data.log",
+            )
+        )
+        procs.append(
+            _background(
+                [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                server_env,
+                work,
+                work / "server.log",
+            )
+        )
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        run("work-pool", "create", "alpha-local", "--type", "process", "--overwrite")
+        sources = demo_sources(f"http://127.0.0.1:{data_port}")
+        run("variable", "set", "alpha_sources", json.dumps(sources), "--overwrite")
+        run("deploy", "--all", "--prefect-file", str(deploy_file))
+        procs.append(
+            _background(
+                [prefect, "worker", "start", "--pool", "alpha-local"],
+                worker_env,
+                work,
+                work / "worker.log",
+            )
+        )
+        run("deployment", "run", "alpha_pipeline/local", "--watch")
+        return time.monotonic() - start
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def main() -> None:
+    """Alternate both sides `--repeat` times; print medians and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    ours, bare = [], []
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            ours.append(airnub_first_green(Path(a)))
+            bare.append(bare_first_green(Path(b)))
+        print(f"round {i + 1}: airnub {ours[-1]:.1f} s, bare prefect CLI {bare[-1]:.1f} s")
+    o, b = statistics.median(ours), statistics.median(bare)
+    print(
+        f"first green, median of {args.repeat}: airnub deploy local {o:.1f} s; "
+        f"bare Prefect CLI sequence {b:.1f} s; ratio {o / b:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
