@@ -41,3 +41,15 @@ def api(url: str) -> Iterator[None]:
 
     with temporary_settings(updates={PREFECT_API_URL: url}):
         yield
+
+
+def require_server(api_url: str) -> None:
+    """Exit with a clear message when no Prefect server answers at `api_url`."""
+    import httpx
+
+    try:
+        ok = httpx.get(f"{api_url}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    if not ok:
+        raise fail(f"no Prefect server answers at {api_url}; start it with `airnub stack up`")

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from deploy_tools.cli._common import api, console, fail, project
+from deploy_tools.cli._common import api, console, fail, project, require_server
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -51,5 +51,6 @@ def run(
 
     stack = LocalStack(project())
     ports = stack.recorded_ports() or stack.ports()
+    require_server(stack.api_url(ports))
     if not run_demo(stack.api_url(ports), stack.ui_url(ports), deployment, timeout):
         raise fail("the demo run did not complete")

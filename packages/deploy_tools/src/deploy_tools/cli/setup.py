@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from deploy_tools.cli._common import api, console, err_console, fail, project
+from deploy_tools.cli._common import api, console, err_console, fail, project, require_server
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -61,7 +61,7 @@ def apply(
     proj = project()
     stack = LocalStack(proj)
     ports = stack.recorded_ports() or stack.ports()
-    if not apply_setup(
-        proj.deploy_dir, file, stack.setup_env(ports), api_url or stack.api_url(ports)
-    ):
+    url = api_url or stack.api_url(ports)
+    require_server(url)
+    if not apply_setup(proj.deploy_dir, file, stack.setup_env(ports), url):
         raise fail("setup apply stopped")
