@@ -55,7 +55,9 @@ def debian_mirror(sources_dir: Path = SOURCES_DIR) -> str:
     for path in sorted(sources_dir.glob("*.sources")) + sorted(sources_dir.glob("*.list")):
         for line in path.read_text().splitlines():
             uri = None
-            if (m := re.match(r"^URIs:\s*(\S+)", line)) or (m := re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)):
+            if (m := re.match(r"^URIs:\s*(\S+)", line)) or (
+                m := re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+            ):
                 uri = m.group(1)
             if uri and uri.rstrip("/").endswith("/debian"):
                 return uri

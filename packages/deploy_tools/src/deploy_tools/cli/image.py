@@ -1,0 +1,75 @@
+"""`airnub image`: build the reproducible worker image and prove two builds are bit-identical."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-image",
+        envvar="AIRNUB_BASE_IMAGE",
+        help="Base image (default: the digest-pinned one in Dockerfile.worker). Never pulled.",
+    ),
+]
+ProjectOpt = Annotated[Path, typer.Option("--project", help="Repository root.")]
+
+
+@app.command()
+def build(
+    *,
+    tag: Annotated[str, typer.Option(help="Image name:tag to load.")] = "airnub-worker:latest",
+    base_image: BaseOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the build cache.")] = False,
+    project: ProjectOpt = Path(),
+) -> None:
+    """Build Dockerfile.worker deterministically, load it, print ``name@sha256:…``."""
+    from deploy_tools.image.build import BuildOptions, build_image
+
+    os.environ.setdefault("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")
+    try:
+        result = build_image(
+            BuildOptions(project=project, tag=tag, base_image=base_image, no_cache=no_cache)
+        )
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"built in {result.seconds:.0f} s", err=True)
+    typer.echo(result.ref)
+
+
+@app.command()
+def verify(
+    *,
+    base_image: BaseOpt = None,
+    ref: Annotated[str, typer.Option(help="Git revision to build twice.")] = "HEAD",
+    project: ProjectOpt = Path(),
+) -> None:
+    """Build twice from clean copies, no cache; exit 1 and name the differing files on mismatch."""
+    from deploy_tools.image.verify import verify as run_verify
+
+    try:
+        report = run_verify(project, base_image=base_image, ref=ref)
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(report.describe())
+    if not report.identical:
+        raise typer.Exit(1)
+
+
+@app.command()
+def base(
+    *,
+    tag: Annotated[str, typer.Option(help="Tag of the loaded image.")] = "airnub/base:bookworm",
+) -> None:
+    """Make an offline Debian base image (debootstrap from the apt mirror) and load it."""
+    from deploy_tools.image.base import make_base_image
+
+    typer.echo(make_base_image(tag))

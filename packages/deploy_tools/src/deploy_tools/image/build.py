@@ -1,0 +1,196 @@
+"""Deterministic worker image build: assemble a context, then one `docker buildx build`.
+
+The context holds only what the image needs: `Dockerfile.worker`, the hash-locked
+`requirements.txt`, a wheelhouse for the image's interpreter, the workspace packages as
+reproducible wheels, the entrypoint and the `deploy/` YAML files. Every file in it gets the
+mtime SOURCE_DATE_EPOCH (the last commit time), so two clean builds give one digest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy_tools.image import wheelhouse
+
+DEFAULT_TAG = "airnub-worker:latest"
+DOCKERFILE = "Dockerfile.worker"
+ENTRYPOINT = Path(__file__).with_name("entrypoint.sh")
+DEFAULT_SOURCE = "https://example.invalid/airnub-prefect-starter"
+
+
+@dataclass
+class BuildOptions:
+    """What to build, from where, and how."""
+
+    project: Path
+    tag: str = DEFAULT_TAG
+    base_image: str | None = None  # None: the pinned default in Dockerfile.worker
+    no_cache: bool = False
+    wheel_cache: Path | None = None  # None: <project>/.image/wheelhouse
+    context_dir: Path | None = None  # None: <project>/.image/context
+    epoch: int | None = None  # None: last commit time
+    build_args: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built, loaded image."""
+
+    tag: str
+    digest: str
+    seconds: float
+    context: Path
+
+    @property
+    def ref(self) -> str:
+        """``name@sha256:…`` — the image as built (the tag may move, the digest does not)."""
+        return f"{self.tag.rsplit(':', 1)[0] if ':' in self.tag.split('/')[-1] else self.tag}@{self.digest}"
+
+
+def _git(project: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def source_date_epoch(project: Path) -> int:
+    """The last commit time of ``project`` (or $SOURCE_DATE_EPOCH outside a git checkout)."""
+    value = _git(project, "log", "-1", "--format=%ct") or os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        raise RuntimeError("not a git checkout and SOURCE_DATE_EPOCH is unset")
+    return int(value)
+
+
+def lock_epoch(project: Path, default: int) -> int:
+    """The commit time of ``uv.lock``: the dependency layer's timestamp (stable across commits)."""
+    value = _git(project, "log", "-1", "--format=%ct", "--", "uv.lock")
+    return int(value) if value else default
+
+
+def project_version(project: Path) -> str:
+    """The version in the root ``pyproject.toml``."""
+    data = tomllib.loads((project / "pyproject.toml").read_text())
+    return str(data.get("project", {}).get("version", "0.0.0"))
+
+
+def default_base_image(dockerfile: Path) -> str:
+    """The ``ARG BASE_IMAGE=…`` default written in the Dockerfile."""
+    match = re.search(r"^ARG BASE_IMAGE=(\S+)", dockerfile.read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{dockerfile} has no `ARG BASE_IMAGE=` default")
+    return match.group(1)
+
+
+def image_present(image: str) -> bool:
+    """Whether ``image`` is in the local image store (never pulls)."""
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
+
+
+def _normalise(root: Path, epoch: int) -> None:
+    """Fixed mtimes and modes for everything COPY'd from the context."""
+    for path in sorted(root.rglob("*"), reverse=True):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+
+
+def assemble_context(
+    project: Path, ctx: Path, target: wheelhouse.Target, wheel_cache: Path, epoch: int
+) -> None:
+    """Write the build context for ``project`` into an empty folder ``ctx``."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(project / DOCKERFILE, ctx / "Dockerfile")
+    reqs = wheelhouse.select(wheelhouse.parse_requirements(wheelhouse.export_lock(project)), target)
+    (ctx / "requirements.txt").write_text("".join(r.line() + "\n" for r in reqs))
+    wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
+    wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
+    shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
+    deploy = ctx / "deploy"
+    deploy.mkdir()
+    src = project / "deploy"
+    if src.is_dir():
+        for path in sorted(src.rglob("*")):
+            if path.is_file() and path.suffix in {".yaml", ".yml"}:
+                out = deploy / path.relative_to(src)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, out)
+    # Wheels are only bind-mounted (not COPY'd), but normalise the whole tree: it is cheap.
+    _normalise(ctx, epoch)
+
+
+def buildx(
+    ctx: Path,
+    tag: str,
+    build_args: dict[str, str],
+    *,
+    no_cache: bool = False,
+    quiet: bool = False,
+) -> str:
+    """Run the deterministic `docker buildx build` and return the image's manifest digest."""
+    with tempfile.TemporaryDirectory(prefix="airnub-buildx-") as tmp:
+        metadata = Path(tmp) / "metadata.json"
+        archive = Path(tmp) / "image.oci.tar"
+        # OCI archive then `docker load`: dockerd's own image exporter refuses rewrite-timestamp.
+        cmd = ["docker", "buildx", "build", "--file", str(ctx / "Dockerfile"), "--network", "none",
+               "--provenance=false", "--sbom=false", "--progress", "plain",
+               "--output", f"type=oci,dest={archive},name={tag},rewrite-timestamp=true",
+               "--metadata-file", str(metadata)]  # fmt: skip
+        if no_cache:
+            cmd.append("--no-cache")
+        for key, value in sorted(build_args.items()):
+            cmd += ["--build-arg", f"{key}={value}"]
+        env = {**os.environ, "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
+        proc = subprocess.run([*cmd, str(ctx)], env=env, capture_output=quiet, text=True)
+        if proc.returncode != 0:
+            detail = f"\n{proc.stdout}{proc.stderr}" if quiet else ""
+            raise RuntimeError(f"docker buildx build failed ({proc.returncode}){detail}")
+        digest = str(json.loads(metadata.read_text())["containerimage.digest"])
+        load = subprocess.run(
+            ["docker", "load", "-i", str(archive)], capture_output=True, text=True
+        )
+        if load.returncode != 0:
+            raise RuntimeError(f"docker load failed: {load.stderr}")
+        return digest
+
+
+def build_image(opts: BuildOptions) -> BuildResult:
+    """Assemble the context for ``opts.project`` and build the image deterministically."""
+    start = time.monotonic()
+    project = opts.project.resolve()
+    base = opts.base_image or default_base_image(project / DOCKERFILE)
+    if not image_present(base):
+        raise RuntimeError(
+            f"base image {base} is not in the local image store; `docker pull {base}` first "
+            "(or pass --base-image, e.g. the offline one made by ci/provision-docker.sh)"
+        )
+    epoch = opts.epoch if opts.epoch is not None else source_date_epoch(project)
+    target = wheelhouse.probe_target(base)
+    ctx = opts.context_dir or project / ".image" / "context"
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    assemble_context(
+        project, ctx, target, opts.wheel_cache or project / ".image" / "wheelhouse", epoch
+    )
+    args = {
+        "BASE_IMAGE": base,
+        "SOURCE_DATE_EPOCH": str(epoch),
+        "DEPS_EPOCH": str(min(epoch, lock_epoch(project, epoch))),
+        "VERSION": project_version(project),
+        "REVISION": _git(project, "rev-parse", "HEAD") or "unknown",
+        "SOURCE": os.environ.get("AIRNUB_IMAGE_SOURCE", DEFAULT_SOURCE),
+        **opts.build_args,
+    }
+    digest = buildx(ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet)
+    return BuildResult(opts.tag, digest, time.monotonic() - start, ctx)
