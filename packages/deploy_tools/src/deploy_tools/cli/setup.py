@@ -33,8 +33,13 @@ def apply_setup(
         for problem in exc.problems:
             err_console.print(f"  {problem}", markup=False)
         return False
-    with api(api_url):
-        changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
+    try:
+        with api(api_url):
+            changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
+    except Exception as exc:  # the server refused something: say what, without a traceback
+        err_console.print(f"[red]setup apply failed:[/red] {type(exc).__name__}: {exc}")
+        err_console.print("objects listed before this line may already be applied; fix and rerun")
+        return False
     for c in changes:
         colour = {"created": "green", "updated": "yellow", "skipped": "dim"}.get(c.action, "")
         action = f"[{colour}]{c.action}[/{colour}]" if colour else c.action

@@ -48,7 +48,10 @@ def status() -> None:
     parts = LocalStack(project()).status()
     table = Table("part", "pid", "health", "detail", "log")
     for p in parts:
-        health = "[green]healthy[/green]" if p.healthy else "[red]down[/red]"
+        if p.healthy:
+            health = "[green]healthy[/green]"
+        else:
+            health = "[yellow]starting?[/yellow]" if p.pid else "[red]down[/red]"
         table.add_row(p.name, str(p.pid or "-"), health, p.detail, str(p.log))
     console.print(table)
     if not all(p.healthy for p in parts):

@@ -247,6 +247,9 @@ class LocalStack:
             out.append(PartStatus("worker", None, False, "not running", self.worker.log_file))
         else:
             seen = _worker_heartbeat_age(self.api_url(ports))
+            running_for = time.time() - self.worker.pid_file.stat().st_mtime
+            if seen is not None and seen > running_for:  # a beat of the worker before this one
+                seen = None
             ok = seen is not None and seen < 60
             detail = (
                 f"pool {server_settings.LOCAL_WORK_POOL}, last heartbeat {seen:.0f} s ago"
