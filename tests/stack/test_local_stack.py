@@ -172,6 +172,18 @@ def test_setup_apply_again_is_a_noop(stack: Stack) -> None:
     assert snapshot(stack) == before
 
 
+def test_second_deploy_local_restarts_nothing_and_applies_nothing(stack: Stack) -> None:
+    run_dir = stack.project / ".local" / "run"
+    pids = {p.name: p.read_text() for p in run_dir.glob("*.json")}
+    before = snapshot(stack)
+    again = stack.cli("deploy", "local", "--mode", "process")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "setup: nothing changed" in again.stdout
+    assert "Completed" in again.stdout
+    assert {p.name: p.read_text() for p in run_dir.glob("*.json")} == pids
+    assert snapshot(stack) == before
+
+
 def test_invalid_variables_file_applies_nothing(stack: Stack) -> None:
     variables = stack.project / "deploy" / "variables"
     good = variables / "alpha_sources.yaml"

@@ -1,0 +1,66 @@
+"""`deploy local --mode auto` picks the process mode when no Docker engine answers."""
+
+from __future__ import annotations
+
+import http.server
+import socketserver
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy_tools.cli import app
+from deploy_tools.cli.deploy import Mode, docker_answers, resolve_mode
+
+
+class _UnixHTTPServer(socketserver.UnixStreamServer):
+    def get_request(self):  # type: ignore[no-untyped-def]
+        request, _ = super().get_request()
+        return request, ("local", 0)  # BaseHTTPRequestHandler wants a (host, port) address
+
+
+class _Ping(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/_ping" else 404)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_engine(tmp_path: Path) -> Iterator[str]:
+    """A real HTTP server on a unix socket answering `/_ping` like a Docker engine."""
+    sock = tmp_path / "docker.sock"
+    server = _UnixHTTPServer(str(sock), _Ping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"unix://{sock}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_engine_means_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    assert docker_answers() is False
+    assert resolve_mode(Mode.auto) is Mode.process
+
+
+def test_an_engine_answers_but_compose_is_not_there_yet(
+    fake_engine: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", fake_engine)
+    assert docker_answers() is True
+    assert resolve_mode(Mode.auto) is Mode.process
+    assert "compose mode is not implemented yet" in capsys.readouterr().out
+
+
+def test_explicit_compose_says_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    result = CliRunner().invoke(app, ["deploy", "local", "--mode", "compose"])
+    assert result.exit_code == 2
+    assert "not implemented yet — use --mode process" in result.output
