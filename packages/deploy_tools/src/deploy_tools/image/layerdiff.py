@@ -61,7 +61,8 @@ class Image:
     layers: list[str]
 
 
-def _blob(tar: tarfile.TarFile, digest: str) -> IO[bytes]:
+def blob(tar: tarfile.TarFile, digest: str) -> IO[bytes]:
+    """Open the blob ``digest`` of an OCI archive."""
     algo, hexdigest = digest.split(":", 1)
     fh = tar.extractfile(f"blobs/{algo}/{hexdigest}")
     if fh is None:
@@ -70,7 +71,7 @@ def _blob(tar: tarfile.TarFile, digest: str) -> IO[bytes]:
 
 
 def _json(tar: tarfile.TarFile, digest: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.load(_blob(tar, digest))
+    data: dict[str, Any] = json.load(blob(tar, digest))
     return data
 
 
@@ -162,7 +163,7 @@ def diff_archives(a: Path, b: Path) -> tuple[list[str], list[LayerDiff]]:
             diff = LayerDiff(i, da, db)
             if da is not None and db is not None:
                 diff.files = diff_entries(
-                    layer_entries(_blob(tar_a, da)), layer_entries(_blob(tar_b, db))
+                    layer_entries(blob(tar_a, da)), layer_entries(blob(tar_b, db))
                 ) or ["(same files and metadata: the tar stream or compression differs)"]
             layers.append(diff)
     return config_lines, layers
