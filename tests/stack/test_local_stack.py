@@ -150,6 +150,12 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     assert any((stack.data_root / "processed").rglob("*.jsonl"))
     assert (stack.data_root / "processed" / "summary.json").is_file()
 
+    (variable,) = stack.post(
+        "/variables/filter", {"variables": {"name": {"any_": ["alpha_sources"]}}}
+    )
+    assert isinstance(variable["value"], list)  # stored as JSON, not as an encoded string
+    assert variable["value"][0]["url"].startswith(f"http://127.0.0.1:{stack.data_port}/")
+
     runs = stack.post("/flow_runs/filter")
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
     assert {"alpha_pipeline", "ingest", "process"} <= {
