@@ -19,3 +19,4 @@ def test_two_clean_builds_give_one_digest(
     assert len(report.results) == 2
     assert report.identical, report.describe()
     assert report.results[0].context != report.results[1].context
+    assert len({r.revision for r in report.results}) == 1

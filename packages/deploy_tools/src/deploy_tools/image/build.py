@@ -50,6 +50,7 @@ class BuildResult:
     digest: str
     seconds: float
     context: Path
+    revision: str = "unknown"
 
     @property
     def ref(self) -> str:
@@ -193,4 +194,4 @@ def build_image(opts: BuildOptions) -> BuildResult:
         **opts.build_args,
     }
     digest = buildx(ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet)
-    return BuildResult(opts.tag, digest, time.monotonic() - start, ctx)
+    return BuildResult(opts.tag, digest, time.monotonic() - start, ctx, args["REVISION"])

@@ -43,8 +43,16 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def clean_copy(project: Path, ref: str, dest: Path) -> None:
-    """Check out ``ref`` of ``project`` into ``dest`` (a local clone: tracked files only).
+def resolve(project: Path, ref: str) -> str:
+    """The commit id ``ref`` names now (resolved once: others may commit during a verify)."""
+    return subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=project, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def clean_copy(project: Path, commit: str, dest: Path) -> None:
+    """Check out ``commit`` of ``project`` into ``dest`` (a local clone: tracked files only).
 
     The clone keeps git metadata so the copy knows its commit time and revision exactly as the
     original does.
@@ -53,9 +61,6 @@ def clean_copy(project: Path, ref: str, dest: Path) -> None:
         ["git", "clone", "--quiet", "--no-checkout", "--no-hardlinks", str(project), str(dest)],
         check=True,
     )
-    commit = subprocess.run(
-        ["git", "rev-parse", ref], cwd=project, check=True, capture_output=True, text=True
-    ).stdout.strip()
     subprocess.run(["git", "checkout", "--quiet", commit], cwd=dest, check=True)
 
 
@@ -75,13 +80,14 @@ def verify(
     """Build ``ref`` twice from clean copies without cache and compare the digests."""
     project = project.resolve()
     cache = wheel_cache or project / ".image" / "wheelhouse"
+    commit = resolve(project, ref)
     results = []
     with tempfile.TemporaryDirectory(prefix="airnub-verify-") as tmp:
         tags = [f"{tag}-a", f"{tag}-b"]
         for i, build_tag in enumerate(tags):
             copy = Path(tmp) / f"copy-{i}" / "src"  # different depth and name per build
             copy.parent.mkdir()
-            clean_copy(project, ref, copy)
+            clean_copy(project, commit, copy)
             opts = BuildOptions(
                 project=copy, tag=build_tag, base_image=base_image, no_cache=True,
                 wheel_cache=cache, epoch=source_date_epoch(copy), quiet=quiet,
