@@ -59,6 +59,7 @@ def test_no_dev_dependencies(layer_scan: LayerScan, repo_root: Path) -> None:
     }
     assert "prefect" in dist_infos  # the scan sees the venv at all
     assert dist_infos & dev == set()
+    assert "pip" not in dist_infos  # the installer venv stays in the build stage
 
 
 def test_no_git_env_or_private_key(layer_scan: LayerScan) -> None:
