@@ -126,6 +126,7 @@ def main() -> None:
         t_naive = _naive_build(naive_copy, tmp / "naive-wheels", base, tags[2])
         ours_c, ours_u, ours_layers = _sizes(tags[0], tmp)
         naive_c, naive_u, _ = _sizes(tags[2], tmp)
+        _, base_u, _ = _sizes(base, tmp)
 
         for copy in (ours_copy, naive_copy):
             _one_line_change(copy)
@@ -142,9 +143,13 @@ def main() -> None:
     naive_changed = [i for i in range(len(naive_before)) if naive_before[i] != naive_after[i]]
     print(f"first build (cache warm for wheels): ours {t_ours:.1f} s, naive {t_naive:.1f} s")
     print(f"size uncompressed: ours {ours_u / mb:.0f} MB, naive {naive_u / mb:.0f} MB, "
-          f"ratio {ours_u / naive_u:.2f}")  # fmt: skip
+          f"ratio {ours_u / naive_u:.3f}")  # fmt: skip
+    print(
+        f"  above the shared base ({base_u / mb:.0f} MB): ours {(ours_u - base_u) / mb:.0f} MB, "
+        f"naive {(naive_u - base_u) / mb:.0f} MB, ratio {(ours_u - base_u) / (naive_u - base_u):.3f}"
+    )
     print(f"size compressed (registry): ours {ours_c / mb:.0f} MB, naive {naive_c / mb:.0f} MB, "
-          f"ratio {ours_c / naive_c:.2f}")  # fmt: skip
+          f"ratio {ours_c / naive_c:.3f}")  # fmt: skip
     print(f"rebuild after one line in {CHANGED_FILE}: ours {r_ours:.1f} s, naive {r_naive:.1f} s, "
           f"ratio {r_ours / r_naive:.2f}")  # fmt: skip
     print(
