@@ -144,9 +144,15 @@ def buildx(
         metadata = Path(tmp) / "metadata.json"
         archive = Path(tmp) / "image.oci.tar"
         # OCI archive then `docker load`: dockerd's own image exporter refuses rewrite-timestamp.
+        # gzip level 1, forced on every layer: the rewrite re-compresses the layers on each
+        # export, level 1 halves that time; forcing it means no blob cached with other settings
+        # (e.g. by an earlier plain `docker build` on the same base) can change the digest.
+        output = (
+            f"type=oci,dest={archive},name={tag},rewrite-timestamp=true,"
+            "compression=gzip,compression-level=1,force-compression=true"
+        )
         cmd = ["docker", "buildx", "build", "--file", str(ctx / "Dockerfile"), "--network", "none",
-               "--provenance=false", "--sbom=false", "--progress", "plain",
-               "--output", f"type=oci,dest={archive},name={tag},rewrite-timestamp=true",
+               "--provenance=false", "--sbom=false", "--progress", "plain", "--output", output,
                "--metadata-file", str(metadata)]  # fmt: skip
         if no_cache:
             cmd.append("--no-cache")
