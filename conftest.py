@@ -15,10 +15,16 @@ import pytest
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("AIRNUB_REQUIRE_ALL") == "1" and report.skipped and call.excinfo is not None:
-        if item.get_closest_marker("allow_skip") is None:
-            report.outcome = "failed"
-            report.longrepr = f"skipped in CI (AIRNUB_REQUIRE_ALL=1 forbids skips): {call.excinfo.value}"
+    if (
+        os.environ.get("AIRNUB_REQUIRE_ALL") == "1"
+        and report.skipped
+        and call.excinfo is not None
+        and item.get_closest_marker("allow_skip") is None
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI (AIRNUB_REQUIRE_ALL=1 forbids skips): {call.excinfo.value}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,7 @@ async def bare_download(urls: list[str], out: Path, concurrency: int) -> None:
             async with gate, client.stream("GET", url) as response:
                 response.raise_for_status()
                 digest = hashlib.sha256()
-                with open(out / url.rsplit("/", 1)[-1], "wb") as fh:  # noqa: ASYNC230
+                with open(out / url.rsplit("/", 1)[-1], "wb") as fh:
                     async for chunk in response.aiter_bytes(1024 * 1024):
                         digest.update(chunk)
                         fh.write(chunk)
@@ -72,7 +72,9 @@ async def bare_download(urls: list[str], out: Path, concurrency: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--size-mib", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -153,11 +155,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     mib = args.files * args.size_mib
-    print(f"files={args.files} size={args.size_mib} MiB total={mib:.0f} MiB concurrency={args.concurrency}")
+    print(
+        f"files={args.files} size={args.size_mib} MiB total={mib:.0f} MiB concurrency={args.concurrency}"
+    )
     print(f"(b) bare asyncio+httpx      : {bare:7.2f} s  ({mib / bare:6.1f} MiB/s)")
     print(f"(a) ingest flow, first run  : {flow_first:7.2f} s  ({mib / flow_first:6.1f} MiB/s)")
     print(f"(c) ingest flow, unchanged  : {flow_rerun:7.2f} s")
-    print(f"(d) pipeline_core, no Prefect: {plain_first:7.2f} s first, {plain_rerun:.2f} s unchanged")
+    print(
+        f"(d) pipeline_core, no Prefect: {plain_first:7.2f} s first, {plain_rerun:.2f} s unchanged"
+    )
     print(f"ratio a/b = {flow_first / bare:.2f}   (goal <= 1.5)")
     print(f"re-run c/a = {flow_rerun / flow_first:.3f} (goal <= 0.1)")
 

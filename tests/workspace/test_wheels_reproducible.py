@@ -38,7 +38,9 @@ def copy_tree(dest: Path) -> Path:
         ROOT,
         dest,
         copy_function=shutil.copy,
-        ignore=shutil.ignore_patterns(".git", ".venv", ".local", "data", "__pycache__", "*.pyc", "dist", ".image"),
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".local", "data", "__pycache__", "*.pyc", "dist", ".image"
+        ),
     )
     return dest
 
@@ -47,7 +49,10 @@ def test_wheels_and_sdists_are_bit_reproducible(tmp_path: Path) -> None:
     first = build(copy_tree(tmp_path / "a"), tmp_path / "out-a")
     second = build(copy_tree(tmp_path / "b"), tmp_path / "out-b")
     wheels = sorted(n for n in first if n.endswith(".whl"))
-    assert [w.split("-")[0] for w in wheels] == ["airnub_deploy_tools", "airnub_flows_alpha", "airnub_pipeline_core"]
+    assert [w.split("-")[0] for w in wheels] == [
+        "airnub_deploy_tools",
+        "airnub_flows_alpha",
+        "airnub_pipeline_core",
+    ]
     assert len([n for n in first if n.endswith(".tar.gz")]) == len(PACKAGES)
     assert first == second
-

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestEntry, write_manifest
 from pipeline_core.processing import process_table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -66,10 +67,8 @@ def raw_server() -> Iterator[Callable[[bytes, float], str]]:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(response)
             await writer.drain()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), hold)
-            except TimeoutError:
-                pass
             writer.close()
 
         async def main() -> None:

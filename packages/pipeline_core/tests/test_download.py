@@ -214,7 +214,7 @@ async def test_streamed_size_over_limit(httpserver, storage, settings, data_root
     settings.max_bytes = 1000
 
     def chunked(request: Request) -> Response:
-        return Response((b"x" * 500 for _ in range(10)))  # no Content-Length: chunked
+        return Response(b"x" * 500 for _ in range(10))  # no Content-Length: chunked
 
     httpserver.expect_request("/good.csv").respond_with_handler(chunked)
     await assert_failed_and_intact(

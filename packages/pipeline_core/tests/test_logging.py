@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from uuid import UUID, uuid4
 
 import pytest
+
 from pipeline_core.logging import configure_logging, format_message, get_logger
 
 

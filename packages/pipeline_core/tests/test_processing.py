@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestEntry
 from pipeline_core.processing import (

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.ingestion import ingest_sources, run_lane
-from pipeline_core.manifest import Manifest
-from pipeline_core.settings import AlphaSettings
-from pipeline_core.storage import Storage, open_storage
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
+
+from pipeline_core.ingestion import ingest_sources, run_lane
+from pipeline_core.manifest import Manifest
+from pipeline_core.settings import AlphaSettings
+from pipeline_core.storage import Storage, open_storage
 
 
 @task(name="download-lane", task_run_name="download-lane-{lane}", cache_policy=NO_CACHE)
@@ -57,9 +58,8 @@ async def ingest(sources: list[dict[str, Any]] | None = None) -> State[Manifest]
     One bad source never stops the others; the manifest records every source. The run
     ends Failed, naming the failed sources, if any failed.
     """
-    from pipeline_core.logging import configure_logging, get_logger
-
     from flows_alpha.config import load_sources
+    from pipeline_core.logging import configure_logging, get_logger
 
     configure_logging()
     log = get_logger("flows_alpha.ingest")

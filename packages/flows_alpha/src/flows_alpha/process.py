@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.manifest import ManifestEntry
-from pipeline_core.processing import ProcessSummary, SourceSummary, process_entry
-from pipeline_core.sources import Source
-from pipeline_core.storage import Storage
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
+
+from pipeline_core.manifest import ManifestEntry
+from pipeline_core.processing import ProcessSummary, SourceSummary, process_entry
+from pipeline_core.sources import Source
+from pipeline_core.storage import Storage
 
 ARTIFACT_KEY = "alpha-process-summary"
 
@@ -53,14 +54,14 @@ async def process(sources: list[dict[str, Any]] | None = None) -> State[ProcessS
     `processed/<source>/{<sha256>,latest}.jsonl` and `processed/summary.json`, and a markdown
     artifact. Ends Failed, naming them, if any stored file could not be processed.
     """
+    from prefect.artifacts import acreate_markdown_artifact
+
+    from flows_alpha.config import load_sources
     from pipeline_core.logging import configure_logging, get_logger
     from pipeline_core.manifest import read_latest
     from pipeline_core.processing import process_manifest, render_markdown
     from pipeline_core.settings import AlphaSettings
     from pipeline_core.storage import open_storage
-    from prefect.artifacts import acreate_markdown_artifact
-
-    from flows_alpha.config import load_sources
 
     configure_logging()
     log = get_logger("flows_alpha.process")
