@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
+from prefect.utilities.annotations import quote
 
 from pipeline_core.ingestion import ingest_sources, run_lane
 from pipeline_core.manifest import Manifest
@@ -19,6 +20,14 @@ from pipeline_core.storage import Storage, open_storage
 async def download_lane(lane: int, work: Any, results: Any, **kwargs: Any) -> int:
     """Prefect task around `pipeline_core.ingestion.run_lane`: fetch queued sources."""
     return await run_lane(lane, work, results, **kwargs)
+
+
+async def _lane(lane: int, work: Any, results: Any, **kwargs: Any) -> int:
+    """Run one lane as a task, its inputs `quote`d: Prefect would otherwise walk every
+    object (the queue, the previous manifest, the HTTP client) looking for futures, which
+    cost ~0.4 s per run of 200 sources (bench/ingest.py)."""
+    quoted = {k: quote(v) for k, v in kwargs.items()}
+    return int(await download_lane(lane, quote(work), quote(results), **quoted))
 
 
 def _run_id() -> str:
@@ -67,7 +76,7 @@ async def ingest(sources: list[dict[str, Any]] | None = None) -> State[Manifest]
     wanted = await load_sources(sources)
     storage = await open_storage(settings.data_root, settings.storage_block)
     manifest = await ingest_sources(
-        wanted, storage=storage, settings=settings, run_id=_run_id(), lane=download_lane
+        wanted, storage=storage, settings=settings, run_id=_run_id(), lane=_lane
     )
     path = f"manifests/{manifest.run_id}.json"
     await _publish(manifest, storage)

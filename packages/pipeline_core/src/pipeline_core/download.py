@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
 
-CHUNK = 1024 * 1024
+# 64 KiB: hashed and written while still in the CPU cache; 1 MiB chunks made the whole
+# download ~40% slower here (bench/ingest.py).
+CHUNK = 64 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 

@@ -10,6 +10,7 @@ flat as the source list grows.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,30 +37,38 @@ async def run_lane(
     storage: Storage,
     settings: AlphaSettings,
 ) -> int:
-    """Fetch sources from `work` until it is empty; returns how many this lane did."""
+    """Fetch sources from `work` until it is empty; returns how many this lane did.
+
+    Each failure is a warning; each success is a debug line (the manifest and its artifact
+    list every source), and the lane ends with one info line of counts, so a run of
+    thousands of sources does not ship thousands of log records to the Prefect API.
+    """
     log = get_logger("pipeline_core.ingest")
-    done = 0
+    counts: Counter[str] = Counter()
     while True:
         try:
             index, source = work.get_nowait()
         except asyncio.QueueEmpty:
-            return done
+            break
         prior = previous.entry(source.name) if previous else None
         entry = await download_source(
             source, client=client, storage=storage, settings=settings, previous=prior
         )
         results[index] = entry
-        done += 1
+        counts[entry.status.value] += 1
         if entry.error:
             log.warning("source failed", source=source.name, lane=lane, error=entry.error)
         else:
-            log.info(
+            log.debug(
                 "source fetched",
                 source=source.name,
                 lane=lane,
                 status=entry.status.value,
                 bytes=entry.bytes,
             )
+    done = sum(counts.values())
+    log.info("lane finished", lane=lane, sources=done, **dict(sorted(counts.items())))
+    return done
 
 
 async def ingest_sources(

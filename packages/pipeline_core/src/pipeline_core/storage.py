@@ -6,6 +6,7 @@ Nothing outside this module knows which implementation is in use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
@@ -111,6 +112,10 @@ class _LocalStaged:
 
     async def commit(self, path: str) -> None:
         target = self._storage._full(path)
+        # fsync waits for the disk: in a thread, so other downloads keep streaming meanwhile
+        await asyncio.to_thread(self._publish, target)
+
+    def _publish(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.file.flush()
         os.fsync(self.file.fileno())
