@@ -6,7 +6,11 @@ engine, nix, ...) fails instead, so a green CI never hides an untested part.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -40,3 +44,28 @@ def prefect_harness():  # type: ignore[no-untyped-def]
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def run_logs(prefect_harness: None) -> Callable[[UUID, str, int], Awaitable[list[Any]]]:
+    """`await run_logs(flow_run_id, contains, expected)`: the run's Prefect logs (task runs
+    included), read once `expected` of them contain `contains` (or after ~10 s): the
+    log worker ships batches in the background."""
+
+    async def read(flow_run_id: UUID, contains: str, expected: int) -> list[Any]:
+        from prefect import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        from prefect.logging.handlers import APILogHandler
+
+        await APILogHandler.aflush()
+        async with get_client() as client:
+            for _ in range(100):
+                logs = await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+                )
+                if sum(contains in log.message for log in logs) >= expected:
+                    break
+                await asyncio.sleep(0.1)
+        return list(logs)
+
+    return read

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
-    LogFilter,
-    LogFilterFlowRunId,
-)
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 from pytest_httpserver import HTTPServer
 
@@ -50,26 +43,6 @@ async def latest_artifact(key: str):
     return found[0]
 
 
-async def run_logs(flow_run_id: UUID | None, contains: str, expected: int) -> dict[str, list[str]]:
-    """The flow run's log messages (all, and those containing `contains`), once `expected`
-    of the latter arrived: logs are shipped in background batches."""
-    from prefect.logging.handlers import APILogHandler
-
-    assert flow_run_id is not None
-    await APILogHandler.aflush()
-    messages: list[str] = []
-    async with get_client() as client:
-        for _ in range(100):
-            logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-            )
-            messages = [log.message for log in logs]
-            if sum(contains in m for m in messages) >= expected:
-                break
-            await asyncio.sleep(0.1)
-    return {"all": messages, contains: [m for m in messages if contains in m]}
-
-
 async def test_ingest_completes_and_publishes_manifest(demo_server, data_root):
     state = await ingest(sources=demo_sources(demo_server), return_state=True)
     assert state.is_completed(), state.message
@@ -88,7 +61,7 @@ async def test_ingest_completes_and_publishes_manifest(demo_server, data_root):
 
 
 async def test_ingest_fails_naming_the_bad_source_but_records_all(
-    demo_server, data_root, httpserver
+    demo_server, data_root, httpserver, run_logs
 ):
     httpserver.expect_request("/gone.csv").respond_with_data("", status=404)
     sources = [*demo_sources(demo_server), {"name": "gone", "url": httpserver.url_for("/gone.csv")}]
@@ -101,11 +74,13 @@ async def test_ingest_fails_naming_the_bad_source_but_records_all(
     assert sum(e.status is EntryStatus.DOWNLOADED for e in manifest.entries) == 3
     # The run's Prefect logs: the failure as a warning, one line of counts per lane, and
     # no per-source success lines at the default INFO level.
-    logs = await run_logs(state.state_details.flow_run_id, "lane finished", expected=4)
-    assert sum(int(m.split("sources=")[1].split()[0]) for m in logs["lane finished"]) == 4
-    assert any("failed=1" in m for m in logs["lane finished"])
-    assert [m for m in logs["all"] if "source failed" in m and "source=gone" in m]
-    assert not [m for m in logs["all"] if "source fetched" in m]
+    logs = await run_logs(state.state_details.flow_run_id, "lane finished", 4)
+    messages = [log.message for log in logs]
+    lanes = [m for m in messages if "lane finished" in m]
+    assert sum(int(m.split("sources=")[1].split()[0]) for m in lanes) == 4
+    assert any("failed=1" in m for m in lanes)
+    assert [m for m in messages if "source failed" in m and "source=gone" in m]
+    assert not [m for m in messages if "source fetched" in m]
 
 
 async def test_ingest_reads_the_alpha_sources_variable(demo_server, data_root):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import subprocess
@@ -68,27 +67,8 @@ async def _artifact(flow_run_id: UUID) -> Any:
     return found[0]
 
 
-async def _log_messages(flow_run_id: UUID, contains: str, expected: int) -> list[str]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.logging.handlers import APILogHandler
-
-    await APILogHandler.aflush()
-    messages: list[str] = []
-    async with get_client() as client:
-        for _ in range(100):  # logs are shipped in background batches
-            logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-            )
-            messages = [log.message for log in logs if contains in log.message]
-            if len(messages) >= expected:
-                break
-            await asyncio.sleep(0.1)
-    return messages
-
-
 async def test_process_flow_outputs_summary_artifact_and_logs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_logs: Any
 ) -> None:
     from flows_alpha.process import ARTIFACT_KEY, process
 
@@ -151,7 +131,8 @@ async def test_process_flow_outputs_summary_artifact_and_logs(
     assert f"| {first_bad['row']} | {first_bad['reasons'][0]}" in md
 
     # The per-source task logs reached the run's Prefect logs (structlog bridge).
-    processed = await _log_messages(flow_run_id, "source processed", expected=3)
+    logs = await run_logs(flow_run_id, "source processed", 3)
+    processed = [log.message for log in logs if "source processed" in log.message]
     assert len(processed) == 3
     assert any(f"rows_out={by_name['cities']['rows_out']}" in m for m in processed)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -10,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -105,25 +105,9 @@ def test_import_does_not_import_prefect() -> None:
     assert json.loads(out.stderr)["event"] == "hi"
 
 
-async def _read_logs(flow_run_id: UUID, expected: int) -> list[object]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.logging.handlers import APILogHandler
-
-    await APILogHandler.aflush()
-    async with get_client() as client:
-        for _ in range(100):  # the log worker ships batches in the background
-            logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-            )
-            if sum(1 for log in logs if "marker=" in log.message) >= expected:
-                return list(logs)
-            await asyncio.sleep(0.1)
-    return list(logs)
-
-
-@pytest.mark.usefixtures("prefect_harness")
-async def test_lines_logged_in_runs_are_stored_as_prefect_logs(stream: io.StringIO) -> None:
+async def test_lines_logged_in_runs_are_stored_as_prefect_logs(
+    stream: io.StringIO, run_logs: Any
+) -> None:
     from prefect import flow, task
     from prefect.runtime import flow_run
 
@@ -143,7 +127,7 @@ async def test_lines_logged_in_runs_are_stored_as_prefect_logs(stream: io.String
     flow_run_id = UUID(await logged())
     log.info("outside any run", marker=marker)
 
-    logs = await _read_logs(flow_run_id, expected=2)
+    logs = await run_logs(flow_run_id, "marker=", 2)
     ours = [entry for entry in logs if f"marker={marker}" in entry.message]  # type: ignore[attr-defined]
     assert len(ours) == 2, [e.message for e in ours]  # type: ignore[attr-defined]
     flow_entry = next(e for e in ours if e.message.startswith("flow line"))  # type: ignore[attr-defined]
