@@ -69,7 +69,7 @@ async def bare_download(urls: list[str], out: Path, concurrency: int) -> None:
                 response.raise_for_status()
                 digest = hashlib.sha256()
                 with open(out / url.rsplit("/", 1)[-1], "wb") as fh:
-                    async for chunk in response.aiter_bytes(1024 * 1024):
+                    async for chunk in response.aiter_bytes():  # as the socket delivers
                         digest.update(chunk)
                         fh.write(chunk)
 
