@@ -1,0 +1,73 @@
+"""One place that makes a URL safe to store or print.
+
+Every URL that reaches a manifest, an error text, a log line or an artifact goes through
+`redact_url`: user info is dropped and the values of query parameters named like secrets
+are replaced, so a signed or token-bearing URL never leaks its credential.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "REDACTED"
+# Query keys that carry credentials: token, access_token, api_key, apikey, key, sig,
+# signature, password, secret, auth, credential, session, and every X-Amz-* / X-Goog-*
+# parameter of a presigned URL.
+_SECRET_KEY = re.compile(
+    r"(token|key|sig|signature|passw(or)?d|pwd|secret|auth|credential|session|^code$)"
+    r"|^x-(amz|goog)-",
+    re.IGNORECASE,
+)
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter of this name carries a credential.
+
+    Example:
+        >>> is_secret_param("X-Amz-Signature"), is_secret_param("page")
+        (True, False)
+    """
+    return bool(_SECRET_KEY.search(name))
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` embeds a user name or password (`https://user:pw@host/...`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "@" in url
+    return parts.username is not None or parts.password is not None
+
+
+def redact_url(url: str) -> str:
+    """`url` without user info and with secret-looking query values replaced.
+
+    Never raises: text that does not parse as a URL is reduced to what follows its last `@`.
+
+    Example:
+        >>> redact_url("https://me:tok@example.org/a.csv?token=abc&page=2")
+        'https://example.org/a.csv?token=REDACTED&page=2'
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(is_secret_param(k) for k, _ in pairs):
+                query = urlencode(
+                    [(k, REDACTED if is_secret_param(k) else v) for k, v in pairs], safe="/:"
+                )
+        return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return url.rsplit("@", 1)[-1]
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` with every occurrence of `url` (as given) replaced by its redacted form.
+
+    For messages of third-party libraries that quote the URL they were given.
+    """
+    safe = redact_url(url)
+    return text.replace(url, safe) if url != safe else text
