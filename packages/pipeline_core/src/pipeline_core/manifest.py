@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from pipeline_core.storage import describe_os_error
+
 if TYPE_CHECKING:
     from pipeline_core.storage import Storage
 
@@ -65,12 +67,28 @@ def manifest_path(run_id: str) -> str:
     return f"manifests/{run_id}.json"
 
 
+class ManifestWriteError(RuntimeError):
+    """The manifest could not be written; `latest.json` was left as it was."""
+
+
 async def write_manifest(storage: Storage, manifest: Manifest) -> str:
-    """Write the run's manifest, then `latest.json`; each write is atomic."""
+    """Write the run's manifest, then `latest.json`; each write is atomic.
+
+    Raises:
+        ManifestWriteError: saying which file could not be written, why, and that
+            `latest.json` still holds the previous run's manifest.
+    """
     body = manifest.model_dump_json(indent=2).encode()
     path = manifest_path(manifest.run_id)
-    await storage.write_bytes(path, body)
-    await storage.write_bytes(LATEST, body)
+    for target in (path, LATEST):
+        try:
+            await storage.write_bytes(target, body)
+        except Exception as exc:
+            written = f"; {path} was written" if target == LATEST else ""
+            raise ManifestWriteError(
+                f"could not write {target} in {storage.root_description} "
+                f"({describe_os_error(exc)}){written}; {LATEST} was left as it was"
+            ) from exc
     return path
 
 

@@ -32,6 +32,13 @@ def safe_relpath(path: str) -> str:
     return str(pure)
 
 
+def describe_os_error(exc: BaseException) -> str:
+    """`[Errno 28] No space left on device`: an OSError without the temp path it names."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class StagedFile(Protocol):
     """A temp file being written; `commit` publishes it."""
 
@@ -101,9 +108,11 @@ class LocalStorage:
         try:
             yield staged
         finally:
-            staged.file.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            try:
+                staged.file.close()  # may raise (ENOSPC flushing the buffer): unlink anyway
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
 
 class _LocalStaged:
