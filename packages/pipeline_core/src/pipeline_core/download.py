@@ -21,7 +21,7 @@ import httpx
 from pipeline_core.decoding import ACCEPT_ENCODING, BodyDecoder
 from pipeline_core.filenames import pick_filename
 from pipeline_core.manifest import EntryStatus, ManifestEntry
-from pipeline_core.redirects import follow
+from pipeline_core.redirects import follow, park_location
 from pipeline_core.storage import describe_os_error
 from pipeline_core.urls import redact_text, redact_url
 
@@ -59,6 +59,7 @@ def make_client(settings: AlphaSettings) -> httpx.AsyncClient:
             pool=settings.total_timeout,
         ),
         follow_redirects=False,
+        event_hooks={"response": [park_location]},
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         limits=httpx.Limits(max_connections=settings.concurrency * 2),
     )

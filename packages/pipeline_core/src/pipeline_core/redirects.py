@@ -15,6 +15,19 @@ import httpx
 from pipeline_core.urls import redact_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PARKED = "airnub.location"
+
+
+async def park_location(response: httpx.Response) -> None:
+    """httpx response hook: move `Location` out of httpx's reach.
+
+    httpx parses a redirect's `Location` even when it does not follow it, and raises its
+    own error types for odd targets (`data:`, a bad port) before `follow` could check
+    them. Hooks run before that parsing, so the raw value is kept in the response's
+    extensions for `follow`.
+    """
+    if response.status_code in REDIRECT_STATUSES and "Location" in response.headers:
+        response.extensions[_PARKED] = response.headers.pop("Location")
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -74,7 +87,7 @@ async def follow(
     for _ in range(max_redirects + 1):
         request = client.build_request("GET", current, headers=send)
         response = await client.send(request, stream=True)
-        location = response.headers.get("Location")
+        location = response.extensions.get(_PARKED)
         if response.status_code not in REDIRECT_STATUSES or location is None:
             return response
         await response.aclose()
