@@ -23,9 +23,7 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-async def test_redirect_to_data_url_fails_only_that_source(
-    httpserver: HTTPServer, data_root: Path
-):
+async def test_redirect_to_data_url_fails_only_that_source(httpserver: HTTPServer, data_root: Path):
     httpserver.expect_request("/odd.csv").respond_with_data(
         "", status=302, headers={"Location": "data:,x"}
     )

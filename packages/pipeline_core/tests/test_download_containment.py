@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestWriteError
@@ -202,7 +202,10 @@ async def test_disk_full_while_storing_is_that_sources_failure(
     settings.max_bytes = 4 * 1024 * 1024
     storage = LocalStorage(tiny_root)
     manifest = await ingest_sources(
-        sources(httpserver, "/big.csv", "/good.csv"), storage=storage, settings=settings, run_id="r1"
+        sources(httpserver, "/big.csv", "/good.csv"),
+        storage=storage,
+        settings=settings,
+        run_id="r1",
     )
     big, good = manifest.entries
     assert big.status is EntryStatus.FAILED
@@ -219,7 +222,9 @@ async def test_manifest_that_cannot_be_written_leaves_latest_as_it_was(
 ):
     httpserver.expect_request("/good.csv").respond_with_data(GOOD)
     storage = LocalStorage(tiny_root)
-    await ingest_sources(sources(httpserver, "/good.csv"), storage=storage, settings=settings, run_id="r1")
+    await ingest_sources(
+        sources(httpserver, "/good.csv"), storage=storage, settings=settings, run_id="r1"
+    )
     before = (tiny_root / "manifests/latest.json").read_bytes()
     with (tiny_root / "filler").open("wb", buffering=0) as filler:  # fill every free byte
         for size in (4096, 1):
@@ -246,7 +251,9 @@ async def test_empty_source_list_is_refused_and_latest_untouched(
     httpserver: HTTPServer, storage: LocalStorage, settings: AlphaSettings, data_root: Path
 ):
     httpserver.expect_request("/good.csv").respond_with_data(GOOD)
-    await ingest_sources(sources(httpserver, "/good.csv"), storage=storage, settings=settings, run_id="r1")
+    await ingest_sources(
+        sources(httpserver, "/good.csv"), storage=storage, settings=settings, run_id="r1"
+    )
     before = (data_root / "manifests/latest.json").read_bytes()
     with pytest.raises(ValueError, match="the source list is empty"):
         await ingest_sources([], storage=storage, settings=settings, run_id="r2")

@@ -102,7 +102,11 @@ class ScenarioServer:
             await writer.drain()
             return
         body = a.encoded()
-        lines = [f"HTTP/1.1 {a.status} X", "Connection: close", *(f"{k}: {v}" for k, v in a.headers)]
+        lines = [
+            f"HTTP/1.1 {a.status} X",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in a.headers),
+        ]
         if a.encoding:
             lines.append(f"Content-Encoding: {a.encoding}")
         if a.framing == "length":
@@ -115,10 +119,13 @@ class ScenarioServer:
             return
         wire = body
         if a.framing == "chunked":
-            wire = b"".join(
-                f"{len(body[i : i + 700]):x}\r\n".encode() + body[i : i + 700] + b"\r\n"
-                for i in range(0, len(body), 700)
-            ) + b"0\r\n\r\n"
+            wire = (
+                b"".join(
+                    f"{len(body[i : i + 700]):x}\r\n".encode() + body[i : i + 700] + b"\r\n"
+                    for i in range(0, len(body), 700)
+                )
+                + b"0\r\n\r\n"
+            )
         if a.truncate_at is not None:
             wire = wire[: min(a.truncate_at, max(len(wire) - 1, 0))]
         writer.write(wire)

@@ -30,9 +30,7 @@ class BodyDecoder:
     """
 
     def __init__(self, content_encoding: str | None, *, limit: int, chunk: int = 64 * 1024):
-        codings = [
-            c for c in (p.strip().lower() for p in (content_encoding or "").split(",")) if c
-        ]
+        codings = [c for c in (p.strip().lower() for p in (content_encoding or "").split(",")) if c]
         codings = [c for c in codings if c != "identity"]
         if len(codings) > 1:
             raise ValueError(
@@ -47,11 +45,9 @@ class BodyDecoder:
         self.decoded = 0
         self.truncated = False
         self._fed = False
-        self._z = self._inflater()
+        self._z = self._inflater() if self.coding else None
 
-    def _inflater(self, *, raw_deflate: bool = False) -> zlib._Decompress | None:
-        if self.coding is None:
-            return None
+    def _inflater(self, *, raw_deflate: bool = False) -> zlib._Decompress:
         if self.coding == "deflate":  # zlib-wrapped per the RFC; some servers send it raw
             return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
         return zlib.decompressobj(_GZIP)
@@ -69,26 +65,27 @@ class BodyDecoder:
                 yield self._count(raw)
             return
         first, self._fed = not self._fed, self._fed or bool(raw)
-        data = raw
+        z, data = self._z, raw
         while data:
             try:
-                piece = self._z.decompress(data, self.chunk)
+                piece = z.decompress(data, self.chunk)
             except zlib.error as exc:
                 if first and self.coding == "deflate" and not self.decoded:
-                    self._z, first = self._inflater(raw_deflate=True), False
+                    z = self._z = self._inflater(raw_deflate=True)
+                    first = False
                     continue
                 raise ValueError(f"corrupt {self.coding} body ({exc})") from None
             first = False
             if piece:
                 yield self._count(piece)
-            if self._z.eof:
-                data = self._z.unused_data
+            if z.eof:
+                data = z.unused_data
                 if data and self.coding == "deflate":
                     raise ValueError("data after the end of the deflate body")
                 if data:  # another gzip member follows
-                    self._z = self._inflater()
+                    z = self._z = self._inflater()
             else:
-                data = self._z.unconsumed_tail
+                data = z.unconsumed_tail
 
     def finish(self) -> Iterator[bytes]:
         """The last decoded bytes; raises ValueError if the compressed stream is incomplete."""

@@ -1,7 +1,7 @@
 """Follow HTTP redirects one checked hop at a time.
 
 httpx would follow any `Location` it can parse and raise an exception type per oddity;
-here each target is checked first (http or https, a host, a port in 1–65535), the hop
+here each target is checked first (http or https, a host, a port in 1-65535), the hop
 count is bounded, and credentials never follow a redirect to another origin.
 """
 
@@ -55,9 +55,7 @@ def redirect_target(current: str, location: str) -> str:
     except ValueError as exc:
         raise ValueError(f"redirect to an invalid URL {shown!r} ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise ValueError(
-            f"redirect to {shown!r} refused: only http and https are followed"
-        )
+        raise ValueError(f"redirect to {shown!r} refused: only http and https are followed")
     if not parts.hostname:
         raise ValueError(f"redirect to {shown!r} refused: no host")
     if port == 0:
