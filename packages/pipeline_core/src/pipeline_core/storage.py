@@ -48,7 +48,7 @@ class Storage(Protocol):
     root_description: str
 
     async def exists(self, path: str) -> bool:
-        """Whether `path` holds a file (a metadata check: the content is not read)."""
+        """Whether `path` holds a file (local and S3: a metadata check, content not read)."""
         ...
 
     async def find_stored(self, folder: str) -> str | None:
