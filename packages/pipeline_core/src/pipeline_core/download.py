@@ -262,7 +262,9 @@ async def _store_body(
             unchanged = previous is not None and previous.sha256 == sha
             if previous is not None and unchanged:
                 path = previous.path or path
-            elif not await storage.exists(path):
+            elif stored := await storage.find_stored(f"raw/{source.name}/{sha}"):
+                path = stored  # these bytes are already stored, maybe under another name
+            else:
                 await staged.commit(path)
     except OSError as exc:
         if isinstance(exc, TimeoutError):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, PrivateAttr
 
 from pipeline_core.storage import describe_os_error
 
@@ -51,10 +51,20 @@ class Manifest(BaseModel):
     run_id: str
     created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     entries: list[ManifestEntry]
+    # (entries list indexed, source -> entry): rebuilt if `entries` is replaced
+    _index: tuple[list[ManifestEntry], dict[str, ManifestEntry]] | None = PrivateAttr(None)
 
     def entry(self, source: str) -> ManifestEntry | None:
-        """The entry of `source`, if present."""
-        return next((e for e in self.entries if e.source == source), None)
+        """The entry of `source`, if present.
+
+        O(1): a run looks up each of its sources in the previous manifest, so the first
+        call builds a name index. Entries are not changed in place once a manifest is
+        built; replacing the `entries` list rebuilds the index.
+        """
+        if self._index is None or self._index[0] is not self.entries:
+            # reversed: the first entry of a name wins, as with a scan
+            self._index = (self.entries, {e.source: e for e in reversed(self.entries)})
+        return self._index[1].get(source)
 
     @property
     def failed(self) -> list[ManifestEntry]:
