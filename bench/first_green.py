@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,11 +29,17 @@ from pathlib import Path
 import httpx
 
 from deploy_tools import server_settings
-from deploy_tools.stack.ports import free_port
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -44,6 +51,7 @@ def _env(**extra: str) -> dict[str, str]:
 def airnub_first_green(work: Path) -> float:
     """Seconds for `airnub deploy local --mode process` in a fresh project (then stack down)."""
     shutil.copytree(REPO / "deploy", work / "deploy")
+    shutil.copy(REPO / "pyproject.toml", work / "pyproject.toml")  # the [tool.airnub] table
     ports = ["--server-port", str(free_port()), "--data-port", str(free_port())]
     start = time.monotonic()
     result = subprocess.run(
@@ -134,7 +142,10 @@ def bare_first_green(work: Path) -> float:
         ),
     }
     client_env = {**base, **server_settings.client_env(api_url=api)}
-    worker_env = {**base, **server_settings.worker_env(api_url=api, data_root=data_root)}
+    worker_env = {
+        **base,
+        **server_settings.worker_env(api_url=api, data_roots={"ALPHA_DATA_ROOT": data_root}),
+    }
     prefect = str(BIN / "prefect")
     deploy_file = _bare_deploy_file(work)
     procs: list[subprocess.Popen[bytes]] = []

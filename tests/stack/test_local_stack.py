@@ -1,7 +1,7 @@
 """The embedded stack end to end: real server, real worker, real HTTP, through the real CLI.
 
-One stack (random free ports, a temp project holding a copy of deploy/) is shared by the tests
-of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
+One stack (random free ports, a temp project holding a copy of deploy/ and of the root
+pyproject.toml with its [tool.airnub] table) is shared by the tests of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,8 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from deploy_tools.stack.ports import free_port
 
 pytestmark = pytest.mark.stack
 
@@ -52,6 +51,19 @@ class Stack:
         resp = httpx.post(f"{self.api}{path}", json=body or {}, timeout=30)
         resp.raise_for_status()
         return resp.json()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def copy_project(dest: Path) -> None:
+    """What `airnub` needs of a checkout: deploy/ and the [tool.airnub] table."""
+    shutil.copytree(REPO / "deploy", dest / "deploy")
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
 
 
 def airnub(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -87,7 +99,7 @@ def processes_under(root: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "deploy", project / "deploy")
+    copy_project(project)
     shutil.copytree(Path(__file__).parent / "fixture_flows", project / "fixture_flows")
     server_port, data_port = free_port(), free_port()
     result = airnub(
@@ -191,7 +203,7 @@ def test_second_deploy_local_restarts_nothing_and_applies_nothing(stack: Stack) 
 
 
 def test_invalid_variables_file_applies_nothing(stack: Stack) -> None:
-    variables = stack.project / "deploy" / "variables"
+    variables = stack.project / "deploy" / "projects" / "alpha" / "variables"
     good = variables / "alpha_sources.yaml"
     original = good.read_text()
     before = snapshot(stack)
@@ -260,9 +272,7 @@ def test_down_leaves_nothing_and_up_keeps_everything(stack: Stack) -> None:
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
-    import socket
-
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    copy_project(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

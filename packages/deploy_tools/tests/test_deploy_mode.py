@@ -12,7 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy_tools.cli import app
-from deploy_tools.cli.deploy import Mode, docker_answers, resolve_mode
+from deploy_tools.settings import load_settings
+from deploy_tools.stack.mode import Mode, docker_answers, resolve_mode
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 class _UnixHTTPServer(socketserver.UnixStreamServer):
@@ -46,21 +49,25 @@ def fake_engine(tmp_path: Path) -> Iterator[str]:
 
 def test_no_engine_means_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
-    assert docker_answers() is False
-    assert resolve_mode(Mode.auto) is Mode.process
+    settings = load_settings(REPO)  # DOCKER_HOST reaches the settings object
+    assert settings.docker_host == f"unix://{tmp_path}/absent.sock"
+    assert docker_answers(settings.docker_host) is False
+    assert resolve_mode(Mode.auto, settings) is Mode.process
 
 
 def test_an_engine_answers_but_compose_is_not_there_yet(
-    fake_engine: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", fake_engine)
-    assert docker_answers() is True
-    assert resolve_mode(Mode.auto) is Mode.process
-    assert "compose mode is not implemented yet" in capsys.readouterr().out
+    settings = load_settings(REPO)
+    assert docker_answers(settings.docker_host) is True
+    notes: list[str] = []
+    assert resolve_mode(Mode.auto, settings, notes.append) is Mode.process
+    assert any("compose mode is not implemented yet" in n for n in notes)
 
 
-def test_explicit_compose_says_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+def test_explicit_compose_exits_2_naming_process_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
     result = CliRunner().invoke(app, ["deploy", "local", "--mode", "compose"])
     assert result.exit_code == 2
     assert "not implemented yet — use --mode process" in result.output

@@ -34,7 +34,7 @@ def test_every_broken_entrypoint_is_listed(tmp_path: Path, monkeypatch: pytest.M
         "  - {name: import-error, entrypoint: 'raises_on_import.py:f'}\n"
     )
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["check", "entrypoints"])
+    result = CliRunner().invoke(app, ["check", "entrypoints", "deploy/prefect.local.yaml"])
     assert result.exit_code == 1
     out = result.output
     assert "4 of 5 entrypoints are broken" in out

@@ -9,10 +9,7 @@ import pytest
 from deploy_tools import server_settings
 
 
-def test_server_env_carries_recorder_batches_and_telemetry_off(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("AIRNUB_TELEMETRY", raising=False)
+def test_server_env_carries_recorder_batches_and_telemetry_off() -> None:
     env = server_settings.server_env(
         host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x"
     )
@@ -31,7 +28,9 @@ def test_settings_are_valid_prefect_settings(monkeypatch: pytest.MonkeyPatch) ->
         **server_settings.server_env(
             host="127.0.0.1", port=1234, database_url="sqlite+aiosqlite:///x"
         ),
-        **server_settings.worker_env(api_url="http://127.0.0.1:1234/api", data_root=Path("/d")),
+        **server_settings.worker_env(
+            api_url="http://127.0.0.1:1234/api", data_roots={"ALPHA_DATA_ROOT": Path("/d")}
+        ),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -44,16 +43,26 @@ def test_settings_are_valid_prefect_settings(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_telemetry_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy_tools.settings import load_settings
+
     monkeypatch.setenv("AIRNUB_TELEMETRY", "1")
-    env = server_settings.server_env(host="127.0.0.1", port=1, database_url="x")
+    settings = load_settings(Path(__file__).resolve().parents[3])
+    assert settings.telemetry is True
+    env = server_settings.server_env(
+        host="127.0.0.1", port=1, database_url="x", telemetry=settings.telemetry
+    )
     assert "DO_NOT_TRACK" not in env
     assert "PREFECT_SERVER_ANALYTICS_ENABLED" not in env
 
 
-def test_worker_env_has_no_secrets_and_an_absolute_data_root(
+def test_worker_env_has_no_secrets_and_every_project_data_root(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
-    env = server_settings.worker_env(api_url="http://127.0.0.1:1/api", data_root=Path("/abs/data"))
-    assert env["ALPHA_DATA_ROOT"] == "/abs/data"
+    env = server_settings.worker_env(
+        api_url="http://127.0.0.1:1/api",
+        data_roots={"ALPHA_DATA_ROOT": Path("/abs/a"), "BETA_DATA_ROOT": Path("/abs/b")},
+    )
+    assert env["ALPHA_DATA_ROOT"] == "/abs/a"
+    assert env["BETA_DATA_ROOT"] == "/abs/b"
     assert "s3cr3t" not in env.values()

@@ -7,31 +7,73 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.setup import SetupFilesError, load_plan
+from deploy_tools.deploy_service import setup_files
+from deploy_tools.settings import AirnubSettings, load_settings
+from deploy_tools.setup import SetupFiles, SetupFilesError, SetupPlan, load_plan
+from deploy_tools.stack import Ports, ProcessStack
 
-REPO_DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-ENV = {
-    "AIRNUB_PROJECT_DIR": "/p",
-    "AIRNUB_DATA_ROOT": "/p/data",
-    "AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765",
-}
+REPO = Path(__file__).resolve().parents[3]
+ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
+
+
+@pytest.fixture(autouse=True)
+def _no_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AIRNUB_S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def deploy_dir(tmp_path: Path) -> Path:
-    """A copy of the repo's deploy/ to edit."""
-    return Path(shutil.copytree(REPO_DEPLOY, tmp_path / "deploy"))
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the repo's deploy/ and [tool.airnub] table to edit."""
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
 
 
-def problems(deploy_dir: Path, env: dict[str, str], file: str = "prefect.local.yaml") -> list[str]:
+@pytest.fixture
+def deploy_dir(checkout: Path) -> Path:
+    return checkout / "deploy"
+
+
+@pytest.fixture
+def alpha_dir(deploy_dir: Path) -> Path:
+    return deploy_dir / "projects" / "alpha"
+
+
+def groups(
+    checkout: Path,
+    env: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    extra: tuple[Path, ...] = (),
+) -> tuple[AirnubSettings, list[SetupFiles]]:
+    """What `setup apply` reads: the local stack's values (ports 4200/8765), `env` on top."""
+    settings = load_settings(checkout)
+    found = setup_files(settings, ProcessStack(settings, Ports(4200, 8765)), extra)
+    return settings, [
+        SetupFiles(
+            g.folder,
+            {k: v for k, v in {**g.env, **(env or {})}.items() if k not in drop},
+            g.deployments,
+        )
+        for g in found
+    ]
+
+
+def plan_of(checkout: Path, env: dict[str, str] | None = None, **kw: object) -> SetupPlan:
+    settings, found = groups(checkout, env, **kw)  # type: ignore[arg-type]
+    return load_plan(found, base=settings.project_dir)
+
+
+def problems(checkout: Path, env: dict[str, str] | None = None, **kw: object) -> list[str]:
     with pytest.raises(SetupFilesError) as info:
-        load_plan(deploy_dir, file, env)
+        plan_of(checkout, env, **kw)
     return info.value.problems
 
 
-def test_repo_files_are_valid(deploy_dir: Path) -> None:
-    plan = load_plan(deploy_dir, "prefect.local.yaml", ENV)
-    assert [p.name for p in plan.work_pools] == ["alpha-local"]
+def test_repo_files_are_valid(checkout: Path) -> None:
+    plan = plan_of(checkout)
+    assert [p.name for p in plan.work_pools] == ["local-process"]
+    assert {d.spec.work_pool.name for d in plan.deployments} == {"local-process"}
     assert {d.flow.name for d in plan.deployments} == {"ingest", "process", "alpha_pipeline"}
     assert all(d.spec.schedules == [] for d in plan.deployments)
     assert all(d.pull_steps for d in plan.deployments)
@@ -40,51 +82,52 @@ def test_repo_files_are_valid(deploy_dir: Path) -> None:
     assert skipped["alpha-s3"] == "AIRNUB_S3_BUCKET not set"
 
 
-def test_alpha_sources_file_matches_the_demo_dataset(deploy_dir: Path) -> None:
+def test_alpha_sources_file_matches_the_demo_dataset(checkout: Path) -> None:
     """The variable file lists exactly the files the stack serves (kept in sync with flows_alpha)."""
     from flows_alpha.demo_data import demo_data_dir, demo_sources
 
-    plan = load_plan(deploy_dir, "prefect.local.yaml", ENV)
+    plan = plan_of(checkout)
     (var,) = [v for v in plan.variables if v.name == "alpha_sources"]
+    # each project's files are served under /<project>/ of the one demo-data server
     assert var.value == demo_sources(ENV["AIRNUB_DEMO_DATA_URL"])
     for source in var.value:
         assert (demo_data_dir() / source["url"].rsplit("/", 1)[1]).is_file()
 
 
-def test_invalid_variable_file_names_file_key_and_expectation(deploy_dir: Path) -> None:
-    path = deploy_dir / "variables" / "alpha_sources.yaml"
+def test_invalid_variable_file_names_file_key_and_expectation(
+    checkout: Path, alpha_dir: Path
+) -> None:
+    path = alpha_dir / "variables" / "alpha_sources.yaml"
     path.write_text(path.read_text().replace("format: csv", "format: xlsx", 1))
-    (deploy_dir / "variables" / "bad.yaml").write_text("name: Bad-Name\ntags: nope\n")
-    found = problems(deploy_dir, ENV)
+    (alpha_dir / "variables" / "bad.yaml").write_text("name: Bad-Name\ntags: nope\n")
+    found = problems(checkout)
     text = "\n".join(found)
-    assert "variables/alpha_sources.yaml: value:" in text
+    assert "deploy/projects/alpha/variables/alpha_sources.yaml: value:" in text
     assert "[0][format]" in text
     assert "variables/bad.yaml: name: String should match pattern" in text
     assert "variables/bad.yaml: value: Field required" in text
     assert "variables/bad.yaml: tags: Input should be a valid list (got 'nope')" in text
 
 
-def test_not_yaml_and_unknown_keys(deploy_dir: Path) -> None:
-    (deploy_dir / "variables" / "broken.yaml").write_text("name: [unclosed\n")
+def test_not_yaml_and_unknown_keys(checkout: Path, deploy_dir: Path, alpha_dir: Path) -> None:
+    (alpha_dir / "variables" / "broken.yaml").write_text("name: [unclosed\n")
     (deploy_dir / "work_pools" / "typo.yaml").write_text("name: p\ntype: process\nconcurency: 2\n")
-    text = "\n".join(problems(deploy_dir, ENV))
+    text = "\n".join(problems(checkout))
     assert "variables/broken.yaml: not valid YAML" in text
     assert "work_pools/typo.yaml: concurency: Extra inputs are not permitted" in text
 
 
-def test_missing_placeholder_names_the_variable(deploy_dir: Path) -> None:
-    text = "\n".join(
-        problems(deploy_dir, {k: v for k, v in ENV.items() if k != "AIRNUB_DEMO_DATA_URL"})
-    )
+def test_missing_placeholder_names_the_variable(checkout: Path) -> None:
+    text = "\n".join(problems(checkout, drop=("AIRNUB_DEMO_DATA_URL",)))
     assert (
         "variables/alpha_sources.yaml: value[0].url: environment variable AIRNUB_DEMO_DATA_URL"
         in text
     )
 
 
-def test_missing_secret_env_names_it_and_never_shows_a_value(deploy_dir: Path) -> None:
-    env = {**ENV, "AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "AKIA-SHOULD-NOT-SHOW"}
-    text = "\n".join(problems(deploy_dir, env))
+def test_missing_secret_env_names_it_and_never_shows_a_value(checkout: Path) -> None:
+    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "AKIA-SHOULD-NOT-SHOW"}
+    text = "\n".join(problems(checkout, env))
     assert (
         "blocks/alpha-s3-credentials.yaml: secret_env.aws_secret_access_key: environment "
         "variable AWS_SECRET_ACCESS_KEY is not set"
@@ -92,9 +135,9 @@ def test_missing_secret_env_names_it_and_never_shows_a_value(deploy_dir: Path) -
     assert "AKIA-SHOULD-NOT-SHOW" not in text
 
 
-def test_secret_blocks_resolve_from_env_when_enabled(deploy_dir: Path) -> None:
-    env = {**ENV, "AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-    plan = load_plan(deploy_dir, "prefect.local.yaml", env)
+def test_secret_blocks_resolve_from_env_when_enabled(checkout: Path) -> None:
+    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    plan = plan_of(checkout, env)
     names = [b.spec.name for b in plan.blocks]
     # a block is applied after the blocks it refers to
     assert names.index("alpha-s3-credentials") < names.index("alpha-s3")
@@ -102,40 +145,99 @@ def test_secret_blocks_resolve_from_env_when_enabled(deploy_dir: Path) -> None:
     assert creds.data["aws_secret_access_key"] == "s"
 
 
-def test_secret_in_data_and_unknown_block_field_are_rejected(deploy_dir: Path) -> None:
-    (deploy_dir / "blocks" / "token.yaml").write_text(
+def test_secret_in_data_and_unknown_block_field_are_rejected(
+    checkout: Path, alpha_dir: Path
+) -> None:
+    (alpha_dir / "blocks" / "token.yaml").write_text(
         "type: secret\nname: token\ndata: {value: plain, colour: red}\nsecret_env: {value: TOKEN}\n"
     )
-    text = "\n".join(problems(deploy_dir, {**ENV, "TOKEN": "t"}))
+    text = "\n".join(problems(checkout, {"TOKEN": "t"}))
     assert "blocks/token.yaml: secret_env.value: also given in data" in text
     assert "blocks/token.yaml: colour: not a field of block type 'secret'" in text
 
 
-def test_deployments_need_explicit_pull_and_schedules(deploy_dir: Path) -> None:
-    dep = "{name: a, entrypoint: 'flows_alpha.ingest:ingest', work_pool: {name: alpha-local}"
+def test_deployments_need_explicit_pull_and_schedules(checkout: Path, deploy_dir: Path) -> None:
+    dep = "{name: a, entrypoint: 'flows_alpha.ingest:ingest', work_pool: {name: local-process}"
     (deploy_dir / "no-pull.yaml").write_text(f"deployments:\n  - {dep}, schedules: []}}\n")
     (deploy_dir / "no-schedules.yaml").write_text(f"pull: []\ndeployments:\n  - {dep}}}\n")
-    assert (
-        "deploy/no-pull.yaml: deployments[0] (a).pull: missing"
-        in problems(deploy_dir, ENV, "no-pull.yaml")[0]
-    )
-    assert problems(deploy_dir, ENV, "no-schedules.yaml") == [
+    assert problems(checkout, extra=(deploy_dir / "no-pull.yaml",)) == [
+        "deploy/no-pull.yaml: deployments[0] (a).pull: missing; write `pull:` explicitly "
+        "(otherwise Prefect records the deploying machine's folder)"
+    ]
+    assert problems(checkout, extra=(deploy_dir / "no-schedules.yaml",)) == [
         "deploy/no-schedules.yaml: deployments.0.schedules: Field required"
     ]
 
 
-def test_broken_entrypoint_stops_the_plan(deploy_dir: Path) -> None:
-    path = deploy_dir / "prefect.local.yaml"
+def test_broken_entrypoint_stops_the_plan(checkout: Path, alpha_dir: Path) -> None:
+    path = alpha_dir / "prefect.local.yaml"
     path.write_text(
         path.read_text().replace("flows_alpha.process:process", "flows_alpha.process:nope")
     )
-    text = "\n".join(problems(deploy_dir, ENV))
+    text = "\n".join(problems(checkout))
     assert "deployments[1] (local).entrypoint: flows_alpha.process:nope" in text
 
 
-def test_unknown_job_variable_of_a_pool(deploy_dir: Path) -> None:
-    (deploy_dir / "work_pools" / "alpha-local.yaml").write_text(
-        "name: alpha-local\ntype: process\njob_variables: {imagez: x}\n"
+def test_unknown_job_variable_of_a_pool(checkout: Path, deploy_dir: Path) -> None:
+    (deploy_dir / "work_pools" / "local-process.yaml").write_text(
+        "name: local-process\ntype: process\njob_variables: {imagez: x}\n"
     )
-    text = "\n".join(problems(deploy_dir, ENV))
-    assert "work_pools/alpha-local.yaml: job_variables.imagez: not a process job variable" in text
+    text = "\n".join(problems(checkout))
+    assert "work_pools/local-process.yaml: job_variables.imagez: not a process job variable" in text
+
+
+BETA = """
+[[tool.airnub.projects]]
+name = "beta"
+flows_package = "flows_alpha"
+env_prefix = "BETA_"
+demo_data = "flows_alpha.demo_data"
+"""
+
+
+def _add_beta(checkout: Path, alpha_dir: Path) -> Path:
+    """A second project: a table entry and its own folder, nothing else edited."""
+    with (checkout / "pyproject.toml").open("a") as f:
+        f.write(BETA)
+    beta = checkout / "deploy" / "projects" / "beta"
+    (beta / "variables").mkdir(parents=True)
+    (beta / "blocks").mkdir()
+    (beta / "variables" / "beta_sources.yaml").write_text(
+        "name: beta_sources\nvalue: [{name: cities, url: '${AIRNUB_DEMO_DATA_URL}/cities.csv'}]\n"
+    )
+    (beta / "blocks" / "beta-local-storage.yaml").write_text(
+        "type: local-file-system\nname: beta-local-storage\ndata: {basepath: '${AIRNUB_DATA_ROOT}'}\n"
+    )
+    (beta / "prefect.local.yaml").write_text(
+        (alpha_dir / "prefect.local.yaml").read_text().replace("name: local", "name: beta-local")
+    )
+    return beta
+
+
+def test_a_second_project_gets_its_own_values(checkout: Path, alpha_dir: Path) -> None:
+    _add_beta(checkout, alpha_dir)
+    plan = plan_of(checkout)
+    values = {v.name: v.value for v in plan.variables}
+    assert values["beta_sources"][0]["url"] == "http://127.0.0.1:8765/beta/cities.csv"
+    assert values["alpha_sources"][0]["url"] == "http://127.0.0.1:8765/alpha/cities.csv"
+    roots = {b.spec.name: b.data.get("basepath") for b in plan.blocks}
+    assert roots["beta-local-storage"] == str(checkout.resolve() / "data" / "beta")
+    assert roots["alpha-local-storage"] == str(
+        checkout.resolve() / "data" / "project_alpha_demo_outputs"
+    )
+    names = {f"{d.flow.name}/{d.spec.name}" for d in plan.deployments}
+    assert {"alpha_pipeline/local", "alpha_pipeline/beta-local"} <= names
+    assert [p.name for p in plan.work_pools] == ["local-process"]  # one pool for both
+
+
+def test_a_name_defined_by_two_projects_names_both_files(checkout: Path, alpha_dir: Path) -> None:
+    beta = _add_beta(checkout, alpha_dir)
+    (beta / "variables" / "beta_sources.yaml").write_text(
+        (beta / "variables" / "beta_sources.yaml")
+        .read_text()
+        .replace("beta_sources", "alpha_sources")
+    )
+    assert (
+        "deploy/projects/beta/variables/beta_sources.yaml: variable 'alpha_sources' is already "
+        "defined in deploy/projects/alpha/variables/alpha_sources.yaml"
+    ) in problems(checkout)

@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-DEMO_DEPLOYMENT = "alpha_pipeline/local"
-
 
 async def run_and_watch(
     deployment: str,

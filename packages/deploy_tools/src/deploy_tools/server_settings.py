@@ -4,12 +4,12 @@ Every way of running the stack (the embedded process stack now, compose later) t
 environment from these functions, so a setting is changed here and nowhere else.
 
 Telemetry is off by default (`DO_NOT_TRACK=1`, `PREFECT_SERVER_ANALYTICS_ENABLED=false`).
-To opt in, set `AIRNUB_TELEMETRY=1` in your environment before starting the stack.
+To opt in, set `AIRNUB_TELEMETRY=1` (`telemetry` of `AirnubSettings`) before starting the stack.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 # Prefect 3.9's defaults (1 and 1) make the server drop task-run records under bursts of
@@ -22,17 +22,17 @@ TASK_RUN_RECORDER_READ_BATCH_SIZE = 100
 WORKER_QUERY_SECONDS = 1
 WORKER_PREFETCH_SECONDS = 10
 
-LOCAL_WORK_POOL = "alpha-local"
 
-
-def telemetry_env() -> dict[str, str]:
-    """Telemetry switches: off unless the user opted in with `AIRNUB_TELEMETRY=1`."""
-    if os.environ.get("AIRNUB_TELEMETRY") == "1":
+def telemetry_env(telemetry: bool = False) -> dict[str, str]:
+    """Telemetry switches: off unless the user opted in (`AIRNUB_TELEMETRY=1`)."""
+    if telemetry:
         return {}
     return {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def server_env(*, host: str, port: int, database_url: str) -> dict[str, str]:
+def server_env(
+    *, host: str, port: int, database_url: str, telemetry: bool = False
+) -> dict[str, str]:
     """Environment for `prefect server start`, wherever the server runs.
 
     Example:
@@ -48,22 +48,28 @@ def server_env(*, host: str, port: int, database_url: str) -> dict[str, str]:
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": str(
             TASK_RUN_RECORDER_READ_BATCH_SIZE
         ),
-        **telemetry_env(),
+        **telemetry_env(telemetry),
     }
 
 
-def client_env(*, api_url: str) -> dict[str, str]:
+def client_env(*, api_url: str, telemetry: bool = False) -> dict[str, str]:
     """Environment for anything that talks to the server (CLI, worker, flow runs)."""
-    return {"PREFECT_API_URL": api_url, **telemetry_env()}
+    return {"PREFECT_API_URL": api_url, **telemetry_env(telemetry)}
 
 
-def worker_env(*, api_url: str, data_root: Path) -> dict[str, str]:
-    """Environment for a worker; its flow runs inherit it (no secrets here, ever)."""
+def worker_env(
+    *, api_url: str, data_roots: Mapping[str, Path], telemetry: bool = False
+) -> dict[str, str]:
+    """Environment for the worker; its flow runs inherit it (no secrets here, ever).
+
+    `data_roots` maps each project's data-root variable (`ALPHA_DATA_ROOT`) to its folder: one
+    worker serves every project.
+    """
     return {
-        **client_env(api_url=api_url),
+        **client_env(api_url=api_url, telemetry=telemetry),
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_SECONDS),
         "PREFECT_WORKER_PREFETCH_SECONDS": str(WORKER_PREFETCH_SECONDS),
-        "ALPHA_DATA_ROOT": str(data_root),
+        **{name: str(path) for name, path in data_roots.items()},
     }
 
 

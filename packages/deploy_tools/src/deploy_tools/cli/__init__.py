@@ -20,20 +20,16 @@ app = typer.Typer(
 _GROUPS = [
     ("stack", "stack", "Start, stop and inspect the local Prefect stack."),
     ("setup", "setup", "Apply work pools, variables, blocks and deployments from deploy/."),
-    ("demo", "demo", "Run the Project Alpha demo through the stack."),
+    ("demo", "demo", "Run the projects' demo deployments through the stack."),
     ("check", "check", "Offline checks (entrypoint import gate)."),
     ("image", "image", "Build and verify the reproducible worker image."),
     ("deploy", "deploy", "One-command deploys: local and remote."),
 ]
 
 for _module, _name, _help in _GROUPS:
-    try:
-        _group = importlib.import_module(f"deploy_tools.cli.{_module}").app
-    except ModuleNotFoundError as exc:  # a group not written yet
-        if exc.name != f"deploy_tools.cli.{_module}":
-            raise
-        continue
-    app.add_typer(_group, name=_name, help=_help)
+    app.add_typer(
+        importlib.import_module(f"deploy_tools.cli.{_module}").app, name=_name, help=_help
+    )
 
 
 def main() -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from deploy_tools.settings import AirnubSettings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,10 +24,24 @@ BaseOpt = Annotated[
 ProjectOpt = Annotated[Path, typer.Option("--project", help="Repository root.")]
 
 
+def _settings(project: Path) -> AirnubSettings:
+    from pydantic import ValidationError
+
+    from deploy_tools.settings import ProjectNotFoundError, load_settings
+
+    try:
+        return load_settings(project)
+    except (ProjectNotFoundError, ValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def build(
     *,
-    tag: Annotated[str, typer.Option(help="Image name:tag to load.")] = "airnub-worker:latest",
+    tag: Annotated[
+        str | None, typer.Option(help="Image name:tag to load (default: image of [tool.airnub]).")
+    ] = None,
     base_image: BaseOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the build cache.")] = False,
     project: ProjectOpt = Path(),
@@ -32,10 +49,17 @@ def build(
     """Build Dockerfile.worker deterministically, load it, print ``name@sha256:…``."""
     from deploy_tools.image.build import BuildOptions, build_image
 
+    config = _settings(project)
     os.environ.setdefault("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")
     try:
         result = build_image(
-            BuildOptions(project=project, tag=tag, base_image=base_image, no_cache=no_cache)
+            BuildOptions(
+                project=project,
+                tag=tag or config.image,
+                base_image=base_image,
+                no_cache=no_cache,
+                source=config.image_source,
+            )
         )
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -54,8 +78,9 @@ def verify(
     """Build twice from clean copies, no cache; exit 1 and name the differing files on mismatch."""
     from deploy_tools.image.verify import verify as run_verify
 
+    config = _settings(project)
     try:
-        report = run_verify(project, base_image=base_image, ref=ref)
+        report = run_verify(project, base_image=base_image, ref=ref, source=config.image_source)
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

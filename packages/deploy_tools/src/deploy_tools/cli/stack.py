@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deploy_tools.cli._common import console, fail, project
+from deploy_tools.cli.terminal import console, fail, settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,24 +17,23 @@ DataPort = typer.Option(None, "--data-port", help="Demo-data server port (env AI
 @app.command()
 def up(*, server_port: int | None = ServerPort, data_port: int | None = DataPort) -> None:
     """Start the server, demo-data server and worker on 127.0.0.1 (what is running stays)."""
-    from deploy_tools.stack import LocalStack, PortInUseError, StackError
+    from deploy_tools.stack import Mode, StackError, open_stack
 
-    stack = LocalStack(project())
-    ports = stack.ports(server_port, data_port)
+    stack = open_stack(Mode.process, settings(), server_port=server_port, data_port=data_port)
     try:
         with console.status("starting the local stack"):
-            stack.up(ports)
-    except (PortInUseError, StackError) as exc:
+            stack.up()
+    except StackError as exc:
         raise fail(str(exc)) from None
-    console.print(f"stack up: UI {stack.ui_url(ports)}  API {stack.api_url(ports)}")
+    console.print(f"stack up: UI {stack.ui_url}  API {stack.api_url}")
 
 
 @app.command()
 def down() -> None:
     """Stop the processes started by `stack up` (the database under .local/ is kept)."""
-    from deploy_tools.stack import LocalStack
+    from deploy_tools.stack import ProcessStack
 
-    stopped = LocalStack(project()).down()
+    stopped = ProcessStack(settings()).down()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -43,16 +42,16 @@ def status() -> None:
     """Health of each part of the stack; exits 1 unless all are healthy."""
     from rich.table import Table
 
-    from deploy_tools.stack import LocalStack
+    from deploy_tools.stack import ProcessStack
 
-    parts = LocalStack(project()).status()
+    parts = ProcessStack(settings()).status()
     table = Table("part", "pid", "health", "detail", "log")
     for p in parts:
         if p.healthy:
             health = "[green]healthy[/green]"
         else:
             health = "[yellow]starting?[/yellow]" if p.pid else "[red]down[/red]"
-        table.add_row(p.name, str(p.pid or "-"), health, p.detail, str(p.log))
+        table.add_row(p.name, str(p.pid or "-"), health, p.detail, p.log)
     console.print(table)
     if not all(p.healthy for p in parts):
         raise typer.Exit(1)
@@ -65,18 +64,14 @@ def logs(
     lines: int = typer.Option(40, "--lines", "-n", help="Lines from the end of each log."),
 ) -> None:
     """Show the end of the stack's logs (files under .local/logs/)."""
-    from deploy_tools.stack import LocalStack
+    from deploy_tools.stack import ProcessStack
 
-    stack = LocalStack(project())
-    chosen = [p for p in (stack.server, stack.worker, stack.data) if part in ("all", p.name)]
-    if not chosen:
-        raise fail(f"unknown part {part!r}: expected server, worker, demo-data or all")
-    for p in chosen:
-        console.rule(f"{p.name}: {p.log_file}")
-        if p.log_file.exists():
-            console.print(
-                "\n".join(p.log_file.read_text(errors="replace").splitlines()[-lines:]),
-                markup=False,
-            )
-        else:
-            console.print("(no log yet)")
+    try:
+        found = ProcessStack(settings()).logs(part, lines)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    for log in found:
+        console.rule(f"{log.name}: {log.location}")
+        console.print(
+            "\n".join(log.lines) if log.lines is not None else "(no log yet)", markup=False
+        )

@@ -40,6 +40,7 @@ class BuildOptions:
     epoch: int | None = None  # None: last commit time
     build_args: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
+    source: str = DEFAULT_SOURCE  # the org.opencontainers.image.source label
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def build_image(opts: BuildOptions) -> BuildResult:
         "DEPS_EPOCH": str(min(epoch, lock_epoch(project, epoch))),
         "VERSION": project_version(project),
         "REVISION": _git(project, "rev-parse", "HEAD") or "unknown",
-        "SOURCE": os.environ.get("AIRNUB_IMAGE_SOURCE", DEFAULT_SOURCE),
+        "SOURCE": opts.source,
         **opts.build_args,
     }
     digest = buildx(ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet)

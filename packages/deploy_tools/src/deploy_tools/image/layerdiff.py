@@ -167,9 +167,3 @@ def diff_archives(a: Path, b: Path) -> tuple[list[str], list[LayerDiff]]:
                 ) or ["(same files and metadata: the tar stream or compression differs)"]
             layers.append(diff)
     return config_lines, layers
-
-
-def changed_layers(a: Image, b: Image) -> list[int]:
-    """Indexes of layers whose digests differ between two images (by position)."""
-    n = max(len(a.layers), len(b.layers))
-    return [i for i in range(n) if a.layers[i : i + 1] != b.layers[i : i + 1]]

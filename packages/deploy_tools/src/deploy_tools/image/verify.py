@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy_tools.image import layerdiff
-from deploy_tools.image.build import BuildOptions, BuildResult, build_image, source_date_epoch
+from deploy_tools.image.build import (
+    DEFAULT_SOURCE,
+    BuildOptions,
+    BuildResult,
+    build_image,
+    source_date_epoch,
+)
 
 
 @dataclass
@@ -76,6 +82,7 @@ def verify(
     tag: str = "airnub-worker:verify",
     wheel_cache: Path | None = None,
     quiet: bool = True,
+    source: str = DEFAULT_SOURCE,
 ) -> VerifyReport:
     """Build ``ref`` twice from clean copies without cache and compare the digests."""
     project = project.resolve()
@@ -90,7 +97,7 @@ def verify(
             clean_copy(project, commit, copy)
             opts = BuildOptions(
                 project=copy, tag=build_tag, base_image=base_image, no_cache=True,
-                wheel_cache=cache, epoch=source_date_epoch(copy), quiet=quiet,
+                wheel_cache=cache, epoch=source_date_epoch(copy), quiet=quiet, source=source,
             )  # fmt: skip
             results.append(build_image(opts))
         report = VerifyReport(results)

@@ -2,6 +2,14 @@
 
 from deploy_tools.setup.apply import Change, apply_plan
 from deploy_tools.setup.entrypoints import check_entrypoints
-from deploy_tools.setup.plan import SetupFilesError, SetupPlan, load_plan
+from deploy_tools.setup.plan import SetupFiles, SetupFilesError, SetupPlan, load_plan
 
-__all__ = ["Change", "SetupFilesError", "SetupPlan", "apply_plan", "check_entrypoints", "load_plan"]
+__all__ = [
+    "Change",
+    "SetupFiles",
+    "SetupFilesError",
+    "SetupPlan",
+    "apply_plan",
+    "check_entrypoints",
+    "load_plan",
+]

@@ -7,8 +7,7 @@ listing every problem as `<file>: <key>: <what was expected>`.
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,7 +69,7 @@ class SetupPlan:
 
 def _rel(path: Path, base: Path) -> str:
     try:
-        return str(path.relative_to(base.parent))
+        return str(path.relative_to(base))
     except ValueError:
         return str(path)
 
@@ -230,49 +229,67 @@ def _plan_deployments(
     return planned
 
 
-def load_plan(
-    deploy_dir: Path, deployments_file: str, env: Mapping[str, str] | None = None
-) -> SetupPlan:
-    """Validate `deploy_dir`'s work pools, variables, blocks and `deployments_file`.
+@dataclass(frozen=True)
+class SetupFiles:
+    """One folder of setup files, read with one set of `${NAME}` values.
 
-    `env` (default: os.environ) supplies `${NAME}` placeholders and secret values.
+    `folder` may hold `work_pools/`, `variables/` and `blocks/` (each optional);
+    `deployments` are deployment files (prefect.yaml format). Each project has its own folder
+    and values (its data root, its demo-data URL); the shared folder holds the work pools.
+    """
+
+    folder: Path
+    env: Mapping[str, str]
+    deployments: tuple[Path, ...] = ()
+
+
+def load_plan(groups: Sequence[SetupFiles], *, base: Path) -> SetupPlan:
+    """Validate every group's work pools, variables, blocks and deployment files.
+
+    File names in problems are relative to `base` (the project folder).
 
     Raises:
         SetupFilesError: every problem found, each naming its file and key.
     """
-    env = os.environ if env is None else env
     problems: list[str] = []
     plan = SetupPlan()
+    origin: dict[int, Path] = {}  # id of a planned object -> its file, for duplicate names
 
-    for path in sorted((deploy_dir / "work_pools").glob("*.yaml")):
-        where = _rel(path, deploy_dir)
-        pool = _read(path, WorkPoolFile, env, where, problems, interpolate_keys=("job_variables",))
-        if pool:
-            try:
-                base_job_template(pool)
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-            plan.work_pools.append(pool)
+    for group in groups:
+        env = group.env
+        for path in sorted((group.folder / "work_pools").glob("*.yaml")):
+            where = _rel(path, base)
+            pool = _read(
+                path, WorkPoolFile, env, where, problems, interpolate_keys=("name", "job_variables")
+            )
+            if pool:
+                try:
+                    base_job_template(pool)
+                except ValueError as exc:
+                    problems.append(f"{where}: {exc}")
+                plan.work_pools.append(pool)
+                origin[id(pool)] = path
 
-    for path in sorted((deploy_dir / "variables").glob("*.yaml")):
-        where = _rel(path, deploy_dir)
-        var = _read(path, VariableFile, env, where, problems, interpolate_keys=("value",))
-        if var:
-            _plan_variable(var, where, problems)
-            plan.variables.append(var)
+        for path in sorted((group.folder / "variables").glob("*.yaml")):
+            where = _rel(path, base)
+            var = _read(path, VariableFile, env, where, problems, interpolate_keys=("value",))
+            if var:
+                _plan_variable(var, where, problems)
+                plan.variables.append(var)
+                origin[id(var)] = path
 
-    for path in sorted((deploy_dir / "blocks").glob("*.yaml")):
-        where = _rel(path, deploy_dir)
-        spec = _read(path, BlockFile, env, where, problems, interpolate_keys=())
-        if spec:
-            block_problems: list[str] = []
-            plan.blocks.append(_plan_block(spec, path, where, env, block_problems))
-            problems.extend(block_problems)
+        for path in sorted((group.folder / "blocks").glob("*.yaml")):
+            where = _rel(path, base)
+            spec = _read(path, BlockFile, env, where, problems, interpolate_keys=())
+            if spec:
+                block_problems: list[str] = []
+                plan.blocks.append(_plan_block(spec, path, where, env, block_problems))
+                problems.extend(block_problems)
 
-    file = deploy_dir / deployments_file
-    plan.deployments = _plan_deployments(file, _rel(file, deploy_dir), env, problems)
+        for file in group.deployments:
+            plan.deployments.extend(_plan_deployments(file, _rel(file, base), env, problems))
 
-    _check_names(plan, deploy_dir, problems)
+    _check_names(plan, base, origin, problems)
     if problems:
         raise SetupFilesError(problems)
     # Blocks that reference others are applied after them.
@@ -280,24 +297,27 @@ def load_plan(
     return plan
 
 
-def _check_names(plan: SetupPlan, deploy_dir: Path, problems: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for kind, names in (
-        ("work pool", [p.name for p in plan.work_pools]),
-        ("variable", [v.name for v in plan.variables]),
-        ("block", [f"{b.spec.type}/{b.spec.name}" for b in plan.blocks]),
-        ("deployment", [f"{d.flow.name}/{d.spec.name}" for d in plan.deployments]),
+def _check_names(plan: SetupPlan, base: Path, origin: dict[int, Path], problems: list[str]) -> None:
+    """Names are global on the server: two projects may not both define one."""
+    seen: dict[str, Path] = {}
+    for kind, named in (
+        ("work pool", [(p.name, origin[id(p)]) for p in plan.work_pools]),
+        ("variable", [(v.name, origin[id(v)]) for v in plan.variables]),
+        ("block", [(f"{b.spec.type}/{b.spec.name}", b.file) for b in plan.blocks]),
+        ("deployment", [(f"{d.flow.name}/{d.spec.name}", d.file) for d in plan.deployments]),
     ):
-        for name in names:
-            if f"{kind}:{name}" in seen:
-                problems.append(f"{deploy_dir.name}: {kind} {name!r} is defined twice")
-            seen[f"{kind}:{name}"] = name
+        for name, file in named:
+            first = seen.setdefault(f"{kind}:{name}", file)
+            if first is not file:
+                problems.append(
+                    f"{_rel(file, base)}: {kind} {name!r} is already defined in {_rel(first, base)}"
+                )
     blocks = {f"{b.spec.type}/{b.spec.name}": b for b in plan.blocks}
     for b in plan.blocks:
         for key, ref in b.spec.block_refs.items():
             target = blocks.get(ref)
             if b.skipped_because is None and target is not None and target.skipped_because:
                 problems.append(
-                    f"{_rel(b.file, deploy_dir)}: block_refs.{key}: {ref} is skipped "
+                    f"{_rel(b.file, base)}: block_refs.{key}: {ref} is skipped "
                     f"({target.skipped_because})"
                 )

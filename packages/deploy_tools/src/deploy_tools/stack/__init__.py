@@ -1,6 +1,21 @@
-"""The embedded local stack: Prefect server, process worker and demo-data server as processes."""
+"""The local Prefect stack: the `Stack` interface, the process implementation, mode selection."""
 
-from deploy_tools.stack.local import LocalStack, PartStatus, Ports, StackError
+from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, Stack, StackError
+from deploy_tools.stack.mode import Mode, ModeNotAvailableError, open_stack, resolve_mode
 from deploy_tools.stack.ports import PortInUseError
+from deploy_tools.stack.process import Ports, ProcessStack
 
-__all__ = ["LocalStack", "PartStatus", "PortInUseError", "Ports", "StackError"]
+__all__ = [
+    "PARTS",
+    "Mode",
+    "ModeNotAvailableError",
+    "PartLog",
+    "PartStatus",
+    "PortInUseError",
+    "Ports",
+    "ProcessStack",
+    "Stack",
+    "StackError",
+    "open_stack",
+    "resolve_mode",
+]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 
+from deploy_tools.stack.interface import StackError
+
 HOST = "127.0.0.1"
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(StackError):
     """A port the stack needs is taken by another program."""
 
 
@@ -22,10 +24,3 @@ def ensure_free(port: int, *, what: str, hint: str) -> None:
                 f"port {port} on {HOST} is taken by another program, so the {what} cannot "
                 f"start ({exc.strerror}); {hint}"
             ) from exc
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])

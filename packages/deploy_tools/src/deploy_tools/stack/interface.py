@@ -1,0 +1,83 @@
+"""`Stack`: what the deploy service needs of a running Prefect stack, whatever runs it.
+
+`ProcessStack` (local processes) is one implementation; the compose mode will be another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from deploy_tools.settings import ProjectSettings
+
+PARTS = ("server", "worker", "demo-data")
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or is not running; the message says where to look."""
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """Health of one part of the stack; `log` says where its log is (a file, a command)."""
+
+    name: str
+    pid: int | None
+    healthy: bool
+    detail: str
+    log: str
+
+
+@dataclass(frozen=True)
+class PartLog:
+    """The end of one part's log; `lines` is None when it has no log yet."""
+
+    name: str
+    location: str
+    lines: list[str] | None
+
+
+class Stack(Protocol):
+    """A Prefect server, the one local worker (every project's pool) and the demo-data server."""
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL, reachable from this machine."""
+        ...
+
+    @property
+    def ui_url(self) -> str:
+        """The Prefect UI."""
+        ...
+
+    def up(self, *, worker: bool = True) -> None:
+        """Start whatever part is not running and wait until healthy.
+
+        Raises:
+            StackError: a part cannot start (a taken port, a crash); the message says why.
+        """
+        ...
+
+    def apply_env(self, project: ProjectSettings | None = None) -> dict[str, str]:
+        """`${NAME}` values for the setup files: shared ones, plus `project`'s own when given."""
+        ...
+
+    def start_worker(self) -> None:
+        """Start the worker unless it runs (called once its work pool exists)."""
+        ...
+
+    def down(self) -> list[str]:
+        """Stop every part that runs; return the names stopped."""
+        ...
+
+    def status(self) -> list[PartStatus]:
+        """Health of each part."""
+        ...
+
+    def logs(self, part: str = "all", lines: int = 40) -> list[PartLog]:
+        """The end of `part`'s log (or every part's).
+
+        Raises:
+            ValueError: an unknown part, naming the known ones.
+        """
+        ...
