@@ -1,0 +1,89 @@
+"""`ProcessStack` without starting anything: ports, values for the files, demo-data links, logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deploy_tools.settings import load_settings
+from deploy_tools.stack import Ports, ProcessStack, StackError
+from deploy_tools.stack.process import demo_data_folder
+
+TABLE = """
+[tool.airnub]
+local_pool = "pool-x"
+
+[[tool.airnub.projects]]
+name = "alpha"
+flows_package = "flows_alpha"
+env_prefix = "ALPHA_"
+demo_data = "flows_alpha.demo_data"
+
+[[tool.airnub.projects]]
+name = "beta"
+flows_package = "flows_beta"
+env_prefix = "BETA_"
+demo_data = "json"
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("AIRNUB_SERVER_PORT", "AIRNUB_DATA_PORT", "AIRNUB_PROJECT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "pyproject.toml").write_text(TABLE)
+    return tmp_path
+
+
+def test_ports_arguments_then_settings_then_last_used_then_defaults(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = ProcessStack(load_settings(checkout))
+    assert stack.ports == Ports(4200, 8765)
+    (checkout / ".local").mkdir()
+    (checkout / ".local" / "stack.json").write_text(
+        json.dumps({"server_port": 4300, "data_port": 8800})
+    )
+    assert ProcessStack(load_settings(checkout)).ports == Ports(4300, 8800)
+    monkeypatch.setenv("AIRNUB_SERVER_PORT", "4400")
+    stack = ProcessStack(load_settings(checkout))
+    assert stack.wanted_ports() == Ports(4400, 8800)
+    assert stack.wanted_ports(server=4500, data=8900) == Ports(4500, 8900)
+
+
+def test_apply_env_is_shared_plus_each_project_own(checkout: Path) -> None:
+    settings = load_settings(checkout)
+    stack = ProcessStack(settings, Ports(1, 2))
+    root = checkout.resolve()
+    assert stack.apply_env() == {"AIRNUB_PROJECT_DIR": str(root), "AIRNUB_LOCAL_POOL": "pool-x"}
+    beta = stack.apply_env(settings.project("beta"))
+    assert beta["AIRNUB_DATA_ROOT"] == str(root / "data" / "beta")
+    assert beta["AIRNUB_DEMO_DATA_URL"] == "http://127.0.0.1:2/beta"
+    assert (stack.api_url, stack.ui_url) == ("http://127.0.0.1:1/api", "http://127.0.0.1:1")
+
+
+def test_demo_data_is_linked_per_project_and_stale_links_go(checkout: Path) -> None:
+    stack = ProcessStack(load_settings(checkout), Ports(1, 2))
+    served = checkout / ".local" / "demo-data"
+    served.mkdir(parents=True)
+    (served / "gone").symlink_to(checkout)
+    assert stack._link_demo_data() == served
+    assert sorted(p.name for p in served.iterdir()) == ["alpha", "beta"]
+    assert (served / "alpha" / "cities.csv").is_file()
+    assert (served / "alpha").resolve() == demo_data_folder("flows_alpha.demo_data").resolve()
+
+
+def test_a_demo_data_module_that_does_not_import_is_a_stack_error(checkout: Path) -> None:
+    (checkout / "pyproject.toml").write_text(TABLE.replace('"json"', '"no_such_module_x"'))
+    stack = ProcessStack(load_settings(checkout), Ports(1, 2))
+    with pytest.raises(StackError, match="demo_data 'no_such_module_x' does not import"):
+        stack._link_demo_data()
+
+
+def test_logs_of_an_unknown_part_name_the_known_ones(checkout: Path) -> None:
+    stack = ProcessStack(load_settings(checkout), Ports(1, 2))
+    assert [log.lines for log in stack.logs()] == [None, None, None]
+    with pytest.raises(ValueError, match="expected server, worker, demo-data or all"):
+        stack.logs("db")
