@@ -158,3 +158,20 @@ def test_no_projects_is_a_clear_error(tmp_path: Path) -> None:
     settings = load_settings(tmp_path)
     with pytest.raises(DeployError, match=r"no projects in \[tool.airnub.projects\]"):
         deploy_local(settings, InertStack(settings), RecordingReporter())
+
+
+def test_no_server_under_a_demo_run_is_one_line(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy_tools.deploy_service import run_deployment
+
+    monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "0")  # fail fast against the dead port
+
+    reporter = RecordingReporter()
+    with pytest.raises(
+        DeployError, match=r"^the Prefect server at http://127\.0\.0\.1:9/api stopped answering$"
+    ):
+        run_deployment(
+            InertStack(load_settings(checkout)), "alpha_pipeline/local", reporter, timeout=5
+        )
+    assert reporter.of("failed")[0].startswith("alpha_pipeline/local: ")

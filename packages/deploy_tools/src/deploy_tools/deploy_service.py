@@ -184,6 +184,13 @@ def run_deployment(
     except TimeoutError as exc:
         reporter.step_finished(deployment, str(exc), ok=False)
         return DemoRun(deployment, "", "Timeout", "", ok=False, message=str(exc))
+    except Exception as exc:  # the server went away or refused: one line, not a traceback
+        from deploy_tools.prefect_api import server_answers
+
+        reporter.step_finished(deployment, f"{type(exc).__name__}: {exc}", ok=False)
+        if not server_answers(stack.api_url):
+            raise DeployError(f"the Prefect server at {stack.api_url} stopped answering") from None
+        raise DeployError(f"could not run {deployment}: {type(exc).__name__}: {exc}") from None
     ok = run.state is not None and run.state.is_completed()
     url = f"{stack.ui_url}/runs/flow-run/{run.id}"
     result = DemoRun(
