@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import httpx
-
-from deploy_tools.settings import AirnubSettings
-from deploy_tools.stack.interface import Stack
+if TYPE_CHECKING:
+    from deploy_tools.settings import AirnubSettings
+    from deploy_tools.stack.interface import Stack
 
 COMPOSE_AVAILABLE = False  # the compose mode is a later issue
 
@@ -27,6 +27,8 @@ class ModeNotAvailableError(RuntimeError):
 
 def docker_answers(docker_host: str, timeout: float = 1.0) -> bool:
     """True when a Docker engine answers `/_ping` at `docker_host` (`unix://…` or `tcp://…`)."""
+    import httpx
+
     try:
         if docker_host.startswith("unix://"):
             transport = httpx.HTTPTransport(uds=docker_host.removeprefix("unix://"))
