@@ -1,7 +1,8 @@
 """The embedded stack end to end: real server, real worker, real HTTP, through the real CLI.
 
 One stack (random free ports, a temp project holding a copy of deploy/ and of the root
-pyproject.toml with its [tool.airnub] table) is shared by the tests of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
+pyproject.toml with its [tool.airnub] table, plus a second project added the way a user adds
+one: a table entry and its own deploy/projects/second/) is shared by the tests of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
 """
 
 from __future__ import annotations
@@ -100,7 +101,14 @@ def processes_under(root: Path) -> list[int]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = tmp_path_factory.mktemp("project")
     copy_project(project)
-    shutil.copytree(Path(__file__).parent / "fixture_flows", project / "fixture_flows")
+    fixtures = Path(__file__).parent / "fixture_flows"
+    shutil.copytree(fixtures, project / "fixture_flows")
+    second = fixtures / "second_project"
+    with (project / "pyproject.toml").open("a") as table:
+        table.write((second / "table.toml").read_text())
+    shutil.copytree(
+        second, project / "deploy" / "projects" / "second", ignore=shutil.ignore_patterns("*.toml")
+    )
     server_port, data_port = free_port(), free_port()
     result = airnub(
         project,
@@ -153,9 +161,18 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     out = stack.deploy_result.stdout
     assert stack.deploy_result.returncode == 0, out + stack.deploy_result.stderr
     assert "alpha_pipeline/local: run" in out
+    assert "second_demo/local: run" in out
     assert "Completed" in out
     assert f"http://127.0.0.1:{stack.server_port}" in out
-    assert str(stack.data_root) in out
+    assert f"Outputs alpha   {stack.data_root}" in out
+    second_root = stack.project / "data" / "second"
+    assert f"Outputs second  {second_root}" in out
+
+    # One worker, two projects: each run wrote under its own data root, and the second
+    # project's files got its own ${AIRNUB_DATA_ROOT}.
+    done = json.loads((second_root / "done.json").read_text())
+    assert done == {"variable": str(second_root)}
+    assert not (stack.data_root / "done.json").exists()
 
     latest = json.loads((stack.data_root / "manifests" / "latest.json").read_text())
     assert "cities" in json.dumps(latest)
@@ -170,7 +187,7 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
 
     runs = stack.post("/flow_runs/filter")
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
-    assert {"alpha_pipeline", "ingest", "process"} <= {
+    assert {"alpha_pipeline", "ingest", "process", "second_demo"} <= {
         f["name"]
         for f in stack.post(
             "/flows/filter", {"flows": {"id": {"any_": [r["flow_id"] for r in runs]}}}
