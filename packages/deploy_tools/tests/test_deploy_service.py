@@ -112,7 +112,8 @@ def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
     with pytest.raises(DeployError, match="fix the entrypoints above"):
         deploy_local(settings, stack, reporter)
     assert stack.asked == []
-    assert any("flows_alpha.process:gone" in f for f in reporter.of("failure"))
+    (line,) = reporter.of("failure")
+    assert line.startswith(f"broken {path.resolve()}: local: flows_alpha.process:gone: ")
     assert reporter.of("failed") == ["entrypoints: 1 of 3 entrypoints are broken"]
 
 

@@ -88,8 +88,8 @@ def check_entrypoints(files: Sequence[Path], reporter: Reporter) -> int:
 
     reporter.step_started("entrypoints", "importing every deployment's flow")
     checked, problems = import_all(list(files))
-    for p in problems:
-        reporter.failure(f"broken {p.file.name}: {p.deployment}: {p.entrypoint}: {p.error}")
+    for p in problems:  # the path, not the file name: every project has a prefect.local.yaml
+        reporter.failure(f"broken {_shown(p.file)}: {p.deployment}: {p.entrypoint}: {p.error}")
     if problems:
         reporter.step_finished(
             "entrypoints", f"{len(problems)} of {checked} entrypoints are broken", ok=False
@@ -97,6 +97,14 @@ def check_entrypoints(files: Sequence[Path], reporter: Reporter) -> int:
         raise DeployError("fix the entrypoints above before deploying")
     reporter.step_finished("entrypoints", f"all {checked} import as flows")
     return checked
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 # -- setup apply ---------------------------------------------------------------------------
