@@ -22,7 +22,7 @@ class WorkPoolFile(_Strict):
 
 
 class VariableFile(_Strict):
-    """`deploy/variables/<name>.yaml`: a Prefect Variable holding any JSON value.
+    """`deploy/projects/<project>/variables/<name>.yaml`: a Prefect Variable (any JSON value).
 
     `validate_with` names a callable (`module:function`) that raises ValueError on a bad value.
     """
@@ -34,7 +34,7 @@ class VariableFile(_Strict):
 
 
 class BlockFile(_Strict):
-    """`deploy/blocks/<name>.yaml`: a block document.
+    """`deploy/projects/<project>/blocks/<name>.yaml`: a block document.
 
     `secret_env` maps a field to the environment variable holding its value (read at apply
     time only). `block_refs` maps a field to another block, `<type-slug>/<name>`. The file is
