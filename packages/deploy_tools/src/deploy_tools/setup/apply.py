@@ -182,7 +182,9 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
     full_name = f"{dep.flow.name}/{spec.name}"
     fields: dict[str, Any] = {
         "entrypoint": spec.entrypoint,
-        "description": spec.description,
+        # Prefect stores a None description as the text "None" (then the deployment always
+        # differed): default to the flow's docstring, as `prefect deploy` does.
+        "description": spec.description or dep.flow.description or "",
         "tags": spec.tags,
         "parameters": spec.parameters,
         "work_pool_name": spec.work_pool.name,
