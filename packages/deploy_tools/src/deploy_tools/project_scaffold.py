@@ -160,7 +160,10 @@ def register_pyproject(text: str, project: NewProject) -> str:
     airnub["projects"].append(entry)
     tool = doc["tool"]
     if "ruff" in tool:
-        _append(_table(tool, "ruff", "lint", "isort").setdefault("known-first-party", []), project.package)
+        _append(
+            _table(tool, "ruff", "lint", "isort").setdefault("known-first-party", []),
+            project.package,
+        )
     if "mypy" in tool:
         _append(tool["mypy"].setdefault("mypy_path", []), f"packages/{project.package}/src")
         _append(tool["mypy"].setdefault("packages", []), project.package)
