@@ -81,8 +81,11 @@ async def download_source(
     storage: Storage,
     settings: AlphaSettings,
     previous: ManifestEntry | None = None,
+    headers: dict[str, str] | None = None,
 ) -> ManifestEntry:
     """Fetch `source` and store it at `raw/<source>/<sha256>/<filename>`.
+
+    `headers` are added to every request (e.g. `pipeline_core.auth.auth_headers`).
 
     Sends If-None-Match / If-Modified-Since from `previous` when its file is still stored;
     a 304, or a body whose sha256 equals the previous one, is `unchanged` and rewrites
@@ -109,7 +112,14 @@ async def download_source(
             while True:
                 try:
                     return await _fetch_once(
-                        source, url, client, storage, settings, previous if prior_ok else None, base
+                        source,
+                        url,
+                        client,
+                        storage,
+                        settings,
+                        previous if prior_ok else None,
+                        base,
+                        headers or {},
                     )
                 except (DownloadError, httpx.TransportError) as exc:
                     retryable = (
@@ -155,8 +165,9 @@ async def _fetch_once(
     settings: AlphaSettings,
     previous: ManifestEntry | None,
     base: ManifestEntry,
+    extra_headers: dict[str, str],
 ) -> ManifestEntry:
-    headers = {}
+    headers = dict(extra_headers)
     if previous is not None:
         if previous.etag:
             headers["If-None-Match"] = previous.etag

@@ -14,11 +14,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pipeline_core.auth import SourceAuthError, auth_headers
 from pipeline_core.download import download_source, make_client
 from pipeline_core.logging import get_logger
-from pipeline_core.manifest import Manifest, ManifestEntry, read_latest, write_manifest
+from pipeline_core.manifest import (
+    Manifest,
+    ManifestEntry,
+    failed_entry,
+    read_latest,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
+    from pipeline_core.auth import SecretResolver
     from pipeline_core.settings import AlphaSettings
     from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
@@ -36,8 +44,13 @@ async def run_lane(
     client: Any,
     storage: Storage,
     settings: AlphaSettings,
+    secrets: SecretResolver | None = None,
 ) -> int:
     """Fetch sources from `work` until it is empty; returns how many this lane did.
+
+    A source with `auth` has its secret read through `secrets` here, right before its
+    download (inside the lane, so inside the flow's task); a secret that cannot be read
+    fails that source only.
 
     Each failure is a warning; each success is a debug line (the manifest and its artifact
     list every source), and the lane ends with one info line of counts, so a run of
@@ -51,9 +64,19 @@ async def run_lane(
         except asyncio.QueueEmpty:
             break
         prior = previous.entry(source.name) if previous else None
-        entry = await download_source(
-            source, client=client, storage=storage, settings=settings, previous=prior
-        )
+        try:
+            headers = await auth_headers(source, secrets)
+        except SourceAuthError as exc:
+            entry = failed_entry(source, str(exc), prior)
+        else:
+            entry = await download_source(
+                source,
+                client=client,
+                storage=storage,
+                settings=settings,
+                previous=prior,
+                headers=headers,
+            )
         results[index] = entry
         counts[entry.status.value] += 1
         if entry.error:
@@ -78,10 +101,12 @@ async def ingest_sources(
     settings: AlphaSettings,
     run_id: str,
     lane: Lane = run_lane,
+    secrets: SecretResolver | None = None,
 ) -> Manifest:
     """Fetch every source (at most `settings.concurrency` at once) and write the manifest.
 
     `lane` runs one lane (same signature as `run_lane`); flows pass a Prefect task here.
+    `secrets` reads the secrets named by sources' `auth` (in flows: Prefect Secret blocks).
     The manifest lists every source in order, failed ones included, and is written as
     `manifests/<run_id>.json` and `manifests/latest.json`.
     """
@@ -101,6 +126,7 @@ async def ingest_sources(
                     client=client,
                     storage=storage,
                     settings=settings,
+                    secrets=secrets,
                 )
                 for k in range(min(settings.concurrency, len(sources)))
             )
