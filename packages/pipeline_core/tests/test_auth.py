@@ -156,7 +156,10 @@ async def test_authenticated_download_and_per_source_failures(
     assert (data_root / (by_name["with-token"].path or "")).read_bytes() == BODY
     assert "HTTP 401" in (by_name["no-auth"].error or "")
     assert "HTTP 401" in (by_name["wrong-token"].error or "")
-    assert by_name["missing-block"].error == "source 'missing-block': secret 'nope': no secret named 'nope'"
+    assert (
+        by_name["missing-block"].error
+        == "source 'missing-block': secret 'nope': no secret named 'nope'"
+    )
     # The server saw the token only from the source that names it; the secret is read at
     # download time and never lands in storage.
     sent = [r.headers.get("Authorization") for r, _ in guarded.log]

@@ -90,7 +90,9 @@ def test_redact_urls_in_text_keeps_the_words_around() -> None:
 
 def test_redact_text_replaces_only_the_given_url() -> None:
     url = "https://u:pw@h/a"
-    assert redact_text(f"ConnectError: refused ({url})", url) == "ConnectError: refused (https://h/a)"
+    assert (
+        redact_text(f"ConnectError: refused ({url})", url) == "ConnectError: refused (https://h/a)"
+    )
     assert redact_text("unchanged", "https://h/a") == "unchanged"
 
 
