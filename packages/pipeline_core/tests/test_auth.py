@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pipeline_core.auth import SourceAuthError, auth_headers
+from pipeline_core.auth import SourceAuthError, auth_headers, read_once
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus
 from pipeline_core.settings import AlphaSettings
@@ -186,6 +186,27 @@ async def test_unreadable_secret_keeps_pointing_at_the_last_good_copy(
     assert entry.error == "source 'a': secret 'tok': no secret named 'tok'"
     assert (entry.path, entry.sha256) == (first.entries[0].path, first.entries[0].sha256)
     assert len(guarded.log) == 1  # nothing was requested without the secret
+
+
+async def test_read_once_reads_each_secret_once_and_retries_failures():
+    reads: list[str] = []
+
+    async def resolve(name: str) -> str:
+        reads.append(name)
+        if name == "flaky" and reads.count("flaky") == 1:
+            raise LookupError("not yet")
+        return f"value-of-{name}"
+
+    cached = read_once(resolve)
+    assert [await cached("a"), await cached("a"), await cached("b")] == [
+        "value-of-a",
+        "value-of-a",
+        "value-of-b",
+    ]
+    with pytest.raises(LookupError):
+        await cached("flaky")
+    assert await cached("flaky") == "value-of-flaky"
+    assert reads == ["a", "b", "flaky", "flaky"]
 
 
 def test_manifest_entry_url_is_stored_redacted():

@@ -11,6 +11,7 @@ from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows_alpha.sources_param import SourcesParam, sources_flow
+from pipeline_core.auth import read_once
 from pipeline_core.ingestion import ingest_sources, run_lane
 from pipeline_core.manifest import Manifest
 from pipeline_core.settings import AlphaSettings
@@ -86,7 +87,7 @@ async def ingest(sources: SourcesParam = None) -> State[Manifest]:
         settings=settings,
         run_id=_run_id(),
         lane=_lane,
-        secrets=read_secret_block,
+        secrets=read_once(read_secret_block),
     )
     path = f"manifests/{manifest.run_id}.json"
     await _publish(manifest, storage)

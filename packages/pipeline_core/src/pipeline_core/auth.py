@@ -63,6 +63,21 @@ class SourceAuth(BaseModel):
         return self
 
 
+def read_once(resolve: SecretResolver) -> SecretResolver:
+    """`resolve`, remembering each value read: one run reads each secret once, not once per
+    source (a Prefect Secret block load is an API call and an event). Failures are not
+    remembered. Make one per run, so a rotated secret is picked up by the next run.
+    """
+    values: dict[str, str] = {}
+
+    async def cached(name: str) -> str:
+        if name not in values:
+            values[name] = await resolve(name)
+        return values[name]
+
+    return cached
+
+
 class SourceAuthError(Exception):
     """A source's secret could not be read or used; the message names the source and the
     secret, never the secret's value."""
