@@ -31,6 +31,8 @@ SecretResolver = Callable[[str], Awaitable[str]]
 """`await resolve(name)` -> the secret's value. Raises `LookupError` (whose message holds no
 secret) when there is no such secret."""
 
+# Headers that frame the request; a credential in them would break or smuggle requests.
+_CLIENT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # Visible ASCII and spaces/tabs inside: no CR/LF, so a secret cannot inject a header.
 _HEADER_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
 
@@ -58,8 +60,8 @@ class SourceAuth(BaseModel):
             raise ValueError("scheme 'header' needs `header`, the name of the header to send")
         if self.scheme != "header" and self.header:
             raise ValueError(f"`header` is only used with scheme 'header', not {self.scheme!r}")
-        if self.header and self.header.lower() in {"host", "content-length", "cookie"}:
-            raise ValueError(f"`header` {self.header!r} cannot carry a credential")
+        if self.header and self.header.lower() in _CLIENT_HEADERS:
+            raise ValueError(f"`header` {self.header!r} is set by the HTTP client itself")
         return self
 
 
