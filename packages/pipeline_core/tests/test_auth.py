@@ -92,7 +92,10 @@ async def test_auth_without_resolver_is_an_error():
     [
         ({"secret": "tok", "scheme": "header"}, "needs `header`"),
         ({"secret": "tok", "header": "X-Key"}, "only used with scheme 'header'"),
-        ({"secret": "tok", "scheme": "header", "header": "Host"}, "is set by the HTTP client itself"),
+        (
+            {"secret": "tok", "scheme": "header", "header": "Host"},
+            "is set by the HTTP client itself",
+        ),
         ({"secret": "tok", "scheme": "digest"}, "[auth][scheme]"),
         ({"secret": "Not A Block"}, "[auth][secret]"),
         ({"secret": "tok", "value": TOKEN}, "[auth][value]: Extra inputs"),
