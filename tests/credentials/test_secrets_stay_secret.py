@@ -180,6 +180,10 @@ async def test_the_token_is_stored_and_printed_nowhere(
             assert state.is_failed()
             assert "source 'leaky': the URL holds a user name or password" in (state.message or "")
             refused.append(state.state_details.flow_run_id)
+        # ...also when the value is not even a list (Prefect's own parameter validation would
+        # print the whole value if it refused it: ours refuses it instead).
+        state = await ingest(sources={"name": "leaky", "url": leaky_url}, return_state=True)
+        assert state.is_failed() and "Input should be a valid list" in (state.message or "")
         async with get_client() as client:
             run = await client.read_flow_run(refused[0])
             assert run.parameters["sources"][0]["url"] == guarded + "/guarded.csv"

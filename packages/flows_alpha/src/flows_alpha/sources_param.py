@@ -9,8 +9,9 @@ code (and `parse_sources`) runs. Two things keep a URL's credentials out of that
 * `SourcesFlow` passes every URL of the parameters it hands to Prefect through
   `redact_url`, for runs created by calling the flow in Python (and for subflows).
 
-The parameter itself stays loosely typed (plain objects): if Prefect's own parameter
-validation failed, Prefect would log the whole parameter value, URL included.
+The parameter is typed `Any` for Prefect on purpose: when Prefect's own parameter
+validation refuses a value it prints the whole value, URL included. So Prefect accepts
+anything and `parse_sources` refuses it, naming fields without quoting values.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ R = TypeVar("R")
 URL_WITHOUT_USERINFO = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/?#].*)?$"
 
 SourcesParam = Annotated[
-    list[dict[str, Any]] | None,
+    Any,
     WithJsonSchema(
         {
             "anyOf": [
