@@ -38,6 +38,7 @@ def test_repo_files_are_valid(deploy_dir: Path) -> None:
     skipped = {b.spec.name: b.skipped_because for b in plan.blocks}
     assert skipped["alpha-local-storage"] is None
     assert skipped["alpha-s3"] == "AIRNUB_S3_BUCKET not set"
+    assert skipped["alpha-source-token"] == "AIRNUB_SOURCE_TOKEN not set"
 
 
 def test_alpha_sources_file_matches_the_demo_dataset(deploy_dir: Path) -> None:
@@ -139,3 +140,47 @@ def test_unknown_job_variable_of_a_pool(deploy_dir: Path) -> None:
     )
     text = "\n".join(problems(deploy_dir, ENV))
     assert "work_pools/alpha-local.yaml: job_variables.imagez: not a process job variable" in text
+
+
+def test_source_token_block_takes_its_value_from_env(deploy_dir: Path) -> None:
+    plan = load_plan(deploy_dir, "prefect.local.yaml", {**ENV, "AIRNUB_SOURCE_TOKEN": "t0k"})
+    (token,) = [b for b in plan.blocks if b.spec.name == "alpha-source-token"]
+    assert (token.spec.type, token.skipped_because, token.data) == (
+        "secret",
+        None,
+        {"value": "t0k"},
+    )
+
+
+def test_url_with_userinfo_in_a_variable_is_refused_without_showing_it(deploy_dir: Path) -> None:
+    path = deploy_dir / "variables" / "alpha_sources.yaml"
+    path.write_text(
+        path.read_text().replace("${AIRNUB_DEMO_DATA_URL}/stations", "https://me:pw-SECRET@h/s", 1)
+    )
+    (deploy_dir / "variables" / "other.yaml").write_text(
+        "name: other\nvalue: {mirror: 'https://pw-SECRET@h/'}\n"
+    )
+    text = "\n".join(problems(deploy_dir, ENV))
+    # The generic check (any variable) and the sources' own validation both refuse it.
+    assert "variables/alpha_sources.yaml: value[1].url: a URL with a user name or password" in text
+    assert "alpha_sources[1]: Value error, source 'stations': the URL holds a user name" in text
+    assert "variables/other.yaml: value.mirror: a URL with a user name or password" in text
+    assert "pw-SECRET" not in text
+
+
+def test_url_with_userinfo_in_deployment_parameters_is_refused(deploy_dir: Path) -> None:
+    path = deploy_dir / "prefect.local.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "    tags: [alpha, local]\n",
+            "    tags: [alpha, local]\n"
+            "    parameters: {sources: [{name: a, url: 'https://u:pw-SECRET@h/a.csv'}]}\n",
+            1,
+        )
+    )
+    text = "\n".join(problems(deploy_dir, ENV))
+    assert (
+        "prefect.local.yaml: deployments[0] (local).parameters.sources[0].url: "
+        "a URL with a user name or password"
+    ) in text
+    assert "pw-SECRET" not in text

@@ -215,8 +215,8 @@ def create_project(root: Path, name: str, *, lock: bool = True) -> list[Path]:
     except BaseException:
         for folder in created_dirs:
             shutil.rmtree(folder, ignore_errors=True)
-        for relative, body in before.items():
-            (root / relative).write_bytes(body)
+        for name, saved in before.items():
+            (root / name).write_bytes(saved)
         raise
     return [*files, *(Path(f) for f in REGISTRY_FILES if (root / f).is_file())]
 
