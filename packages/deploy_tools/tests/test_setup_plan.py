@@ -18,7 +18,12 @@ ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 
 @pytest.fixture(autouse=True)
 def _no_s3(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AIRNUB_S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for name in (
+        "AIRNUB_S3_BUCKET",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AIRNUB_SOURCE_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -80,6 +85,7 @@ def test_repo_files_are_valid(checkout: Path) -> None:
     skipped = {b.spec.name: b.skipped_because for b in plan.blocks}
     assert skipped["alpha-local-storage"] is None
     assert skipped["alpha-s3"] == "AIRNUB_S3_BUCKET not set"
+    assert skipped["alpha-source-token"] == "AIRNUB_SOURCE_TOKEN not set"
 
 
 def test_alpha_sources_file_matches_the_demo_dataset(checkout: Path) -> None:
@@ -241,3 +247,51 @@ def test_a_name_defined_by_two_projects_names_both_files(checkout: Path, alpha_d
         "deploy/projects/beta/variables/beta_sources.yaml: variable 'alpha_sources' is already "
         "defined in deploy/projects/alpha/variables/alpha_sources.yaml"
     ) in problems(checkout)
+
+
+def test_source_token_block_takes_its_value_from_env(checkout: Path) -> None:
+    plan = plan_of(checkout, {"AIRNUB_SOURCE_TOKEN": "t0k"})
+    (token,) = [b for b in plan.blocks if b.spec.name == "alpha-source-token"]
+    assert (token.spec.type, token.skipped_because, token.data) == (
+        "secret",
+        None,
+        {"value": "t0k"},
+    )
+
+
+def test_url_with_userinfo_in_a_variable_is_refused_without_showing_it(
+    checkout: Path, alpha_dir: Path
+) -> None:
+    path = alpha_dir / "variables" / "alpha_sources.yaml"
+    path.write_text(
+        path.read_text().replace("${AIRNUB_DEMO_DATA_URL}/stations", "https://me:pw-SECRET@h/s", 1)
+    )
+    (alpha_dir / "variables" / "other.yaml").write_text(
+        "name: other\nvalue: {mirror: 'https://pw-SECRET@h/'}\n"
+    )
+    text = "\n".join(problems(checkout))
+    # The generic check (any variable) and the sources' own validation both refuse it.
+    assert "variables/alpha_sources.yaml: value[1].url: a URL with a user name or password" in text
+    assert "alpha_sources[1]: Value error, source 'stations': the URL holds a user name" in text
+    assert "variables/other.yaml: value.mirror: a URL with a user name or password" in text
+    assert "pw-SECRET" not in text
+
+
+def test_url_with_userinfo_in_deployment_parameters_is_refused(
+    checkout: Path, alpha_dir: Path
+) -> None:
+    path = alpha_dir / "prefect.local.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "    tags: [alpha, local]\n",
+            "    tags: [alpha, local]\n"
+            "    parameters: {sources: [{name: a, url: 'https://u:pw-SECRET@h/a.csv'}]}\n",
+            1,
+        )
+    )
+    text = "\n".join(problems(checkout))
+    assert (
+        "prefect.local.yaml: deployments[0] (local).parameters.sources[0].url: "
+        "a URL with a user name or password"
+    ) in text
+    assert "pw-SECRET" not in text

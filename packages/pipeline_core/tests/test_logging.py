@@ -42,6 +42,21 @@ def test_json_when_not_a_terminal(stream: io.StringIO) -> None:
     assert record["timestamp"].endswith("Z")
 
 
+def test_urls_in_log_values_are_redacted(stream: io.StringIO) -> None:
+    get_logger("t.redact").warning(
+        "source failed",
+        error="HTTP 401 from https://me:pw-123@h/a.csv?token=t-456&page=2",
+        url="https://h/b.csv?X-Amz-Signature=s-789",
+        rows=3,
+    )
+    record = json.loads(stream.getvalue())
+    assert record["error"] == "HTTP 401 from https://h/a.csv?token=REDACTED&page=2"
+    assert record["url"] == "https://h/b.csv?X-Amz-Signature=REDACTED"
+    assert record["rows"] == 3
+    for secret in ("pw-123", "t-456", "s-789"):
+        assert secret not in stream.getvalue()
+
+
 def test_readable_console_on_a_terminal() -> None:
     tty = _TTY()
     configure_logging(stream=tty, force=True)

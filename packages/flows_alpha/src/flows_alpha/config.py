@@ -9,8 +9,9 @@ from pipeline_core.sources import Source, SourcesError, parse_sources
 SOURCES_VARIABLE = "alpha_sources"
 
 
-async def load_sources(sources: list[dict[str, Any]] | None) -> list[Source]:
-    """Validate the `sources` parameter, or else the `alpha_sources` Prefect Variable.
+async def load_sources(sources: Any) -> list[Source]:
+    """Validate the `sources` parameter (any value; None: not given), or else the
+    `alpha_sources` Prefect Variable.
 
     Raises:
         SourcesError: the value is missing or invalid; the message names the bad field.

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from flows_alpha.ingest import ingest
 from flows_alpha.process import process
+from flows_alpha.sources_param import SourcesParam, sources_flow
 
 
-@flow(name="alpha_pipeline")
-async def alpha_pipeline(sources: list[dict[str, Any]] | None = None) -> State[Any]:
+@sources_flow("alpha_pipeline")
+async def alpha_pipeline(sources: SourcesParam = None) -> State[Any]:
     """Run `ingest`, then `process` on whatever is stored (even if some sources failed).
 
     Ends Failed, with both sub-runs' messages, if either failed.

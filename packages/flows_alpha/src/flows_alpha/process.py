@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from prefect import flow, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from flows_alpha.sources_param import SourcesParam, sources_flow
 from pipeline_core.manifest import ManifestEntry
 from pipeline_core.processing import ProcessSummary, SourceSummary, process_entry
 from pipeline_core.sources import Source
@@ -46,8 +45,8 @@ def _run_id() -> str:
     return str(flow_run.id) if flow_run.id else "local"
 
 
-@flow(name="process")
-async def process(sources: list[dict[str, Any]] | None = None) -> State[ProcessSummary]:
+@sources_flow("process")
+async def process(sources: SourcesParam = None) -> State[ProcessSummary]:
     """Parse, validate and normalise every source the latest manifest has a stored copy of.
 
     Schemas come from `sources` (the parameter, else the `alpha_sources` Variable). Writes

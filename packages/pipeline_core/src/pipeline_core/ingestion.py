@@ -14,18 +14,20 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pipeline_core.auth import SourceAuthError, auth_headers
 from pipeline_core.download import download_source, make_client
 from pipeline_core.logging import get_logger
 from pipeline_core.manifest import (
-    EntryStatus,
     Manifest,
     ManifestEntry,
+    failed_entry,
     read_latest,
     write_manifest,
 )
-from pipeline_core.urls import redact_text, redact_url
+from pipeline_core.urls import redact_text
 
 if TYPE_CHECKING:
+    from pipeline_core.auth import SecretResolver
     from pipeline_core.settings import AlphaSettings
     from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
@@ -43,8 +45,13 @@ async def run_lane(
     client: Any,
     storage: Storage,
     settings: AlphaSettings,
+    secrets: SecretResolver | None = None,
 ) -> int:
     """Fetch sources from `work` until it is empty; returns how many this lane did.
+
+    A source with `auth` has its secret read through `secrets` here, right before its
+    download (inside the lane, so inside the flow's task); a secret that cannot be read
+    fails that source only.
 
     Each failure is a warning; each success is a debug line (the manifest and its artifact
     list every source), and the lane ends with one info line of counts, so a run of
@@ -59,16 +66,20 @@ async def run_lane(
             break
         prior = previous.entry(source.name) if previous else None
         try:
+            headers = await auth_headers(source, secrets)
             entry = await download_source(
-                source, client=client, storage=storage, settings=settings, previous=prior
+                source,
+                client=client,
+                storage=storage,
+                settings=settings,
+                previous=prior,
+                headers=headers,
             )
+        except SourceAuthError as exc:
+            entry = failed_entry(source, str(exc), prior)
         except Exception as exc:  # download_source records its own failures; belt and braces
-            entry = ManifestEntry(
-                source=source.name,
-                url=redact_url(str(source.url)),
-                status=EntryStatus.FAILED,
-                error=f"unexpected {type(exc).__name__}: {redact_text(str(exc), str(source.url))}",
-            )
+            text = redact_text(str(exc), str(source.url))
+            entry = failed_entry(source, f"unexpected {type(exc).__name__}: {text}", prior)
         results[index] = entry
         counts[entry.status.value] += 1
         if entry.error:
@@ -93,10 +104,12 @@ async def ingest_sources(
     settings: AlphaSettings,
     run_id: str,
     lane: Lane = run_lane,
+    secrets: SecretResolver | None = None,
 ) -> Manifest:
     """Fetch every source (at most `settings.concurrency` at once) and write the manifest.
 
     `lane` runs one lane (same signature as `run_lane`); flows pass a Prefect task here.
+    `secrets` reads the secrets named by sources' `auth` (in flows: Prefect Secret blocks).
     The manifest lists every source in order, failed ones included, and is written as
     `manifests/<run_id>.json` and `manifests/latest.json`.
 
@@ -122,6 +135,7 @@ async def ingest_sources(
                     client=client,
                     storage=storage,
                     settings=settings,
+                    secrets=secrets,
                 )
                 for k in range(min(settings.concurrency, len(sources)))
             )

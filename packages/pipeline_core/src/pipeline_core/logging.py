@@ -21,6 +21,8 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from pipeline_core.urls import redact_urls_in
+
 _configured = False
 
 # structlog method names -> stdlib levels.
@@ -80,6 +82,17 @@ def format_message(event_dict: EventDict) -> str:
     parts = [str(event_dict.get("event", ""))]
     parts += [f"{k}={_format_value(v)}" for k, v in event_dict.items() if k not in _NOT_IN_MESSAGE]
     return " ".join(p for p in parts if p)
+
+
+def redact_urls(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: every URL in a text value goes through `redact_url`, so no log
+    line (terminal or Prefect API) shows user info or a token of a URL.
+
+    Example:
+        >>> redact_urls(None, "info", {"event": "got", "url": "https://u:p@h/a?token=t"})
+        {'event': 'got', 'url': 'https://h/a?token=REDACTED'}
+    """
+    return {k: redact_urls_in(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
 def forward_to_prefect_run(
@@ -143,6 +156,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
+            redact_urls,
             forward_to_prefect_run,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

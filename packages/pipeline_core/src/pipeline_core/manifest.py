@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, BaseModel, Field, PrivateAttr
+from pydantic import AwareDatetime, BaseModel, Field, PrivateAttr, field_validator
 
 from pipeline_core.storage import describe_os_error
+from pipeline_core.urls import redact_url
 
 if TYPE_CHECKING:
+    from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
 
 LATEST = "manifests/latest.json"
@@ -28,7 +30,8 @@ class ManifestEntry(BaseModel):
     """One source's outcome in one run.
 
     For a `failed` or `unchanged` entry, `sha256`/`path` keep pointing at the last good
-    copy (if any), so a manifest always says where the current data is.
+    copy (if any), so a manifest always says where the current data is. `url` is stored
+    redacted (`pipeline_core.urls.redact_url`), whoever builds the entry.
     """
 
     source: str
@@ -43,6 +46,31 @@ class ManifestEntry(BaseModel):
     format: str | None = None
     fetched_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     error: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redacted(cls, url: str) -> str:
+        return redact_url(url)
+
+
+def failed_entry(source: Source, error: str, previous: ManifestEntry | None) -> ManifestEntry:
+    """A `failed` entry of `source` that nothing was fetched for; it keeps pointing at the
+    previous run's copy, if that run had one."""
+    kept = (
+        previous.model_dump(
+            include={"sha256", "bytes", "etag", "last_modified", "path", "content_type"}
+        )
+        if previous is not None and previous.path
+        else {}
+    )
+    return ManifestEntry(
+        source=source.name,
+        url=str(source.url),
+        status=EntryStatus.FAILED,
+        format=source.resolved_format,
+        error=error,
+        **kept,
+    )
 
 
 class Manifest(BaseModel):

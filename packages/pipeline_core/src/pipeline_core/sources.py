@@ -6,7 +6,18 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from pipeline_core.auth import SourceAuth
+from pipeline_core.urls import has_userinfo
 
 ColumnType = Literal["str", "int", "float", "bool", "date", "datetime"]
 
@@ -24,19 +35,34 @@ class ColumnSpec(BaseModel):
 
 
 class Source(BaseModel):
-    """A source to download: a unique name, an http(s) URL and an optional format and schema.
+    """A source to download: a unique name, an http(s) URL, an optional format and schema,
+    and optional `auth` (see `pipeline_core.auth`).
+
+    The URL may not hold a user name or password: credentials come from `auth`, so they never
+    sit in a parameter, a Variable or a manifest. Errors never quote the input.
 
     Example:
         >>> Source(name="cities", url="http://127.0.0.1:8000/cities.csv", format="csv").name
         'cities'
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     url: HttpUrl
     format: Literal["csv", "json"] | None = None
     schema_: dict[str, ColumnSpec] | None = Field(default=None, alias="schema")
+    auth: SourceAuth | None = None
+
+    @model_validator(mode="after")
+    def _no_credentials_in_url(self) -> Source:
+        if has_userinfo(str(self.url)):
+            raise ValueError(
+                f"source {self.name!r}: the URL holds a user name or password; put the "
+                "credential in a Prefect Secret block and name it in `auth` "
+                "(docs/pipeline-ingest.md, Authentication)"
+            )
+        return self
 
     @property
     def resolved_format(self) -> str | None:

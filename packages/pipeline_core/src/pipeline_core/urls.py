@@ -64,6 +64,23 @@ def redact_url(url: str) -> str:
         return url.rsplit("@", 1)[-1]
 
 
+# A URL inside free text: a scheme, then anything up to white space or a quote (brackets
+# are kept in: a password may hold them, and cutting there would leave it behind).
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """`text` with every URL in it passed through `redact_url`.
+
+    For texts that may quote URLs nobody listed beforehand (error messages, log values).
+
+    Example:
+        >>> redact_urls_in("HTTP 401 from https://u:pw@example.org/a.csv?sig=x (retrying)")
+        'HTTP 401 from https://example.org/a.csv?sig=REDACTED (retrying)'
+    """
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
 def redact_text(text: str, url: str) -> str:
     """`text` with every occurrence of `url` (as given) replaced by its redacted form.
 

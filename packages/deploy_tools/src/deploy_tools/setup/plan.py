@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -122,7 +123,34 @@ def _import_callable(ref: str) -> Callable[[Any], object]:
     return fn  # type: ignore[no-any-return]
 
 
+def _userinfo_problems(value: Any, where: str, key: str) -> list[str]:
+    """A problem for each text in `value` that is a URL with a user name or password.
+
+    Checked for every variable value and deployment parameter: Prefect stores those as
+    given, so a credential there would be readable by anyone with API access. The
+    problem names the key, never the URL. (deploy_tools does not depend on pipeline_core,
+    whose `has_userinfo` is the same test.)
+    """
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value) if "://" in value else None
+        except ValueError:  # not a URL after all (e.g. an unbalanced `[`)
+            parts = None
+        if parts is not None and (parts.username is not None or parts.password is not None):
+            return [
+                f"{where}: {key}: a URL with a user name or password; keep credentials in a "
+                "Secret block (deploy/projects/<name>/blocks/) and name it in the source's `auth`"
+            ]
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _userinfo_problems(v, where, f"{key}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _userinfo_problems(v, where, f"{key}[{i}]")]
+    return []
+
+
 def _plan_variable(spec: VariableFile, where: str, problems: list[str]) -> None:
+    problems.extend(_userinfo_problems(spec.value, where, "value"))
     if spec.validate_with is None:
         return
     try:
@@ -213,6 +241,7 @@ def _plan_deployments(
     planned = []
     for i, dep in enumerate(doc.deployments):
         key = f"deployments[{i}] ({dep.name})"
+        problems.extend(_userinfo_problems(dep.parameters, where, f"{key}.parameters"))
         pull = dep.pull if dep.pull is not None else doc.pull
         if pull is None:
             problems.append(
