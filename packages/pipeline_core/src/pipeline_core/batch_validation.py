@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from pipeline_core.validation import Column, validate_row
+from pipeline_core.validation import Column, check_value, validate_row
 
 if TYPE_CHECKING:
     from pipeline_core.processing import RowSink
@@ -39,7 +39,8 @@ _FLOAT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"  # validation.
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _HOUR = r"([01][0-9]|2[0-3])"
 _DATETIME = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T{_HOUR}:[0-5][0-9]:[0-5][0-9]"
-_OFFSET = rf"(Z|[+-]{_HOUR}:[0-5][0-9])$"
+_OFFSET = rf"(Z|[+-]{_HOUR}:[0-5][0-9])"
+_DT_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _WORDS_TRUE = ["true", "yes", "1"]
 _WORDS = [*_WORDS_TRUE, "false", "no", "0"]
 
@@ -169,49 +170,61 @@ def _typed(column: Column, text: pl.Expr, frame: pl.DataFrame) -> tuple[pl.Expr,
     if spec.type == "date":
         parsed = text.str.to_date("%Y-%m-%d", strict=False)
         return text.str.contains(_DATE) & (parsed.dt.year() >= 1), text
-    # datetime: naive values are already in ISO form; aware ones are converted to UTC.
-    naive = text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
-    aware = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%#z", strict=False, time_unit="us")
-    utc = aware.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    year = text.str.slice(0, 4).cast(pl.Int32, strict=False)
-    plain = text.str.contains(_DATETIME + "$") & naive.is_not_null()
-    zoned = text.str.contains(_DATETIME + _OFFSET) & aware.is_not_null()
-    ok = (year >= 1000) & (year <= 9998) & (plain | zoned)  # no year over/underflow in UTC
-    return ok, pl.when(plain).then(text).otherwise(utc)
+    # datetime: naive values are already in ISO form; aware ones are shifted to UTC.
+    local = text.str.slice(0, 19).str.to_datetime(_DT_FORMAT, strict=False, time_unit="us")
+    suffix = text.str.slice(19)
+    sign = pl.when(suffix.str.starts_with("-")).then(-1).otherwise(1)
+    hours, mins = (suffix.str.slice(at, 2).cast(pl.Int64, strict=False) for at in (1, 4))
+    offset = pl.when(suffix == "Z").then(0).otherwise(sign * (hours * 60 + mins))
+    utc = (local - pl.duration(minutes=offset)).dt.strftime(_DT_FORMAT + "+00:00")
+    year = local.dt.year()
+    ok = text.str.contains(_DATETIME + f"{_OFFSET}?$") & (year >= 1000) & (year <= 9998)
+    value = (
+        pl.when(suffix == "").then(text)
+        .when(offset == 0).then(text.str.slice(0, 19) + "+00:00")
+        .otherwise(utc)
+    )  # fmt: skip
+    return ok, value
 
 
-def fast_json_lines(raw: pl.DataFrame, columns: list[Column] | None) -> pl.Series:
-    """Per row of `raw` (string columns, named as in the file): its JSON line, or null.
+def fast_check(raw: pl.DataFrame, columns: list[Column] | None) -> pl.DataFrame:
+    """Per row of `raw` (string columns, named as in the file): `line`, its JSON object, or
+    null where the row is not accepted here; and per schema column `i`, `ok_<i>`: whether
+    that column's value was accepted (null counts as not).
 
-    Null means "not accepted here": the caller runs `validate_row` on that row. Keys are
-    the schema's columns in schema order, then the file's other columns, like `validate_row`.
+    Keys are the schema's columns in schema order, then the file's other columns, like
+    `validate_row`. Rows with a null `line` must be decided by the Python validator.
 
     Example:
         >>> from pipeline_core.sources import ColumnSpec
         >>> from pipeline_core.validation import compile_schema
         >>> raw = pl.DataFrame({"n": [" 7", "x"], "note": ["a", "b"]})
-        >>> fast_json_lines(raw, compile_schema({"n": ColumnSpec(type="int")})).to_list()
+        >>> fast_check(raw, compile_schema({"n": ColumnSpec(type="int")}))["line"].to_list()
         ['{"n":7,"note":"a"}', None]
     """
     if columns is None:
-        return raw.select(pl.struct(pl.all()).struct.json_encode()).to_series()
+        return raw.select(pl.struct(pl.all()).struct.json_encode().alias("line"))
     space = python_whitespace()
     names = {c.name for c in columns}
     checks, values = [], []
-    for column in columns:
+    for i, column in enumerate(columns):
         if column.name in raw.columns:
             text = pl.col(column.name).str.strip_chars(space)
         else:
             text = pl.lit("", dtype=pl.String)
         ok, value = _typed(column, text, raw)
         missing = text == ""
-        checks.append(pl.when(missing).then(not column.spec.required).otherwise(ok))
+        checks.append(
+            pl.when(missing).then(not column.spec.required).otherwise(ok).fill_null(False)
+            .alias(f"ok_{i}")
+        )  # fmt: skip
         values.append(pl.when(missing).then(None).otherwise(value).alias(column.name))
     extras = [pl.col(name) for name in raw.columns if name not in names]
-    line = pl.struct([*values, *extras]).struct.json_encode()
-    return raw.select(
-        pl.when(pl.all_horizontal(checks).fill_null(False)).then(line).otherwise(None)
-    ).to_series()
+    line = pl.struct([*values, *extras]).struct.json_encode().alias("line")
+    oks = [f"ok_{i}" for i in range(len(columns))]
+    return raw.select(*checks, line).with_columns(
+        pl.when(pl.all_horizontal(oks)).then(pl.col("line")).alias("line")
+    )
 
 
 def read_piece(piece: bytes, header: list[str], columns: list[Column] | None, sink: RowSink) -> bool:
@@ -248,19 +261,49 @@ def read_piece(piece: bytes, header: list[str], columns: list[Column] | None, si
     ).item() > csv.field_size_limit():
         return False
 
-    lines = fast_json_lines(raw, columns)
-    first = sink.rows_in  # rows before this piece
+    checked = fast_check(raw, columns)
+    lines = checked["line"]
     unsure = lines.is_null().arg_true()
-    fixed: list[tuple[int, str]] = []
-    for i, values in zip(unsure.to_list(), raw[unsure].iter_rows(named=True), strict=True):
-        row, reasons = validate_row(values, columns)
-        if reasons:
-            sink.reject(first + i + 1, reasons, values)
-        else:
-            fixed.append((i, json.dumps(row, ensure_ascii=False, separators=(",", ":"))))
-    if fixed:
-        lines = lines.scatter([i for i, _ in fixed], [line for _, line in fixed])
-    lines = lines.drop_nulls()
-    body = pl.DataFrame({"line": lines}).write_csv(include_header=False, quote_style="never")
-    sink.write_lines(body.encode(), len(lines))
+    if len(unsure):
+        fixed = _python_rows(raw[unsure], checked[unsure], unsure.to_list(), columns, sink)
+        if fixed:
+            lines = lines.scatter([i for i, _ in fixed], [line for _, line in fixed])
+        lines = lines.drop_nulls()
+    # Each line is one JSON object (no raw newline in it): written as they are, no quoting.
+    pl.DataFrame({"line": lines}).write_csv(sink.out, include_header=False, quote_style="never")
+    sink.rows_out += len(lines)
     return True
+
+
+def _python_rows(
+    raw: pl.DataFrame,
+    checked: pl.DataFrame,
+    positions: list[int],
+    columns: list[Column] | None,
+    sink: RowSink,
+) -> list[tuple[int, str]]:
+    """Decide the rows polars did not accept; returns (position, JSON line) of valid ones.
+
+    A column polars accepted is valid (it only accepts what Python would), so only the
+    others are checked; a row whose doubtful values all turn out valid is redone whole.
+    """
+    first = sink.rows_in  # rows before this piece
+    schema = columns or []
+    index = {name: i for i, name in enumerate(raw.columns)}
+    values_json = raw.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+    flags = checked.drop("line").rows()
+    fixed: list[tuple[int, str]] = []
+    for k, (at, record) in enumerate(zip(positions, raw.rows(), strict=True)):
+        reasons = []
+        for column, ok in zip(schema, flags[k], strict=True):
+            if not ok:
+                where = index.get(column.name)
+                _, reason = check_value(None if where is None else record[where], column)
+                if reason is not None:
+                    reasons.append(reason)
+        if reasons:
+            sink.reject(first + at + 1, reasons, values_json=values_json[k])
+        else:
+            row, _ = validate_row(dict(zip(raw.columns, record, strict=True)), columns)
+            fixed.append((at, json.dumps(row, ensure_ascii=False, separators=(",", ":"))))
+    return fixed

@@ -56,7 +56,7 @@ SUMMARY = "processed/summary.json"
 FORMATS = ("csv", "json")
 MAX_INVALID_KEPT = 100  # invalid rows listed in summary.json per source; all are in the file
 JSON_MAX_BYTES = 64 * 1024 * 1024  # JSON is parsed in memory (a few times this size at peak)
-CHUNK_BYTES = 8 * 1024 * 1024  # CSV read in pieces of about this size
+CHUNK_BYTES = 4 * 1024 * 1024  # CSV read in pieces of about this size (peak RSS grows with it)
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit × columns, with margin)
 
 
@@ -336,7 +336,7 @@ class RowSink:
         """Validate one parsed row with `validate_row` and write it where it belongs."""
         if values is None:
             kind = getattr(problem, "kind", problem)
-            self.reject(number, [Reason(f"row {problem}", f"row {kind}")], None)
+            self.reject(number, [Reason(f"row {problem}", f"row {kind}")])
             return
         row, reasons = validate_row(values, columns)
         if reasons:
@@ -344,15 +344,26 @@ class RowSink:
         else:
             self.write_lines(_json_line(row), 1)
 
-    def reject(self, number: int, reasons: list[Reason], values: dict[str, Any] | None) -> None:
-        """Record one invalid row."""
+    def reject(
+        self,
+        number: int,
+        reasons: list[Reason],
+        values: dict[str, Any] | None = None,
+        *,
+        values_json: str | None = None,
+    ) -> None:
+        """Record one invalid row; its values as parsed, or already as a JSON object."""
         self.rows_invalid += 1
         texts = [str(r) for r in reasons]
-        self.reason_counts.update(getattr(r, "kind", r) for r in reasons)
+        self.reason_counts.update(r.kind for r in reasons)
         if self.keep is None or len(self.invalid_rows) < self.keep:
             self.invalid_rows.append(InvalidRow(row=number, reasons=texts))
         if self.invalid is not None:
-            self.invalid.write(_json_line({"row": number, "reasons": texts, "values": values}))
+            if values_json is None:
+                values_json = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+            reasons_json = json.dumps(texts, ensure_ascii=False)
+            line = f'{{"row":{number},"reasons":{reasons_json},"values":{values_json}}}\n'
+            self.invalid.write(line.encode())
 
 
 def _json_line(value: Any) -> bytes:

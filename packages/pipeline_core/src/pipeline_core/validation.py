@@ -181,6 +181,23 @@ def _number(value: Any, text: str | None, kind: str, name: str) -> int | float:
     return number
 
 
+def check_value(value: Any, column: Column) -> tuple[Any, Reason | None]:
+    """One value of a row: (normalised value, None), or (value as given, why it is invalid).
+
+    Example:
+        >>> check_value(" 7 ", Column("n", ColumnSpec(type="int"), None))
+        (7, None)
+    """
+    if _is_missing(value):
+        if column.spec.required:
+            return None, Reason(f"{column.name}: missing required value")
+        return None, None
+    try:
+        return convert(value, column), None
+    except ValueError as exc:
+        return value, Reason(str(exc), getattr(exc, "kind", None))
+
+
 def validate_row(
     row: dict[str, Any], columns: list[Column] | None
 ) -> tuple[dict[str, Any], list[Reason]]:
@@ -201,17 +218,9 @@ def validate_row(
     out: dict[str, Any] = {}
     reasons: list[Reason] = []
     for column in columns:
-        value = row.get(column.name)
-        if _is_missing(value):
-            out[column.name] = None
-            if column.spec.required:
-                reasons.append(Reason(f"{column.name}: missing required value"))
-            continue
-        try:
-            out[column.name] = convert(value, column)
-        except ValueError as exc:
-            out[column.name] = value
-            reasons.append(Reason(str(exc), getattr(exc, "kind", None)))
+        out[column.name], reason = check_value(row.get(column.name), column)
+        if reason is not None:
+            reasons.append(reason)
     for key, value in row.items():
         if key not in out:
             out[key] = value
