@@ -592,8 +592,12 @@ def _cell(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def render_markdown(summary: ProcessSummary, *, max_invalid_shown: int = 20) -> str:
-    """A report a person can read in the Prefect UI (a markdown artifact)."""
+def render_markdown(
+    summary: ProcessSummary, *, max_invalid_shown: int = 20, max_reasons_shown: int = 10
+) -> str:
+    """A report a person can read in the Prefect UI (a markdown artifact): totals, a row per
+    source, and per source its first invalid rows, where the others are, and the most
+    frequent kinds of reason."""
     t = summary.totals
     lines = [
         "# Project Alpha — processing summary",
@@ -616,8 +620,14 @@ def render_markdown(summary: ProcessSummary, *, max_invalid_shown: int = 20) -> 
             continue
         lines += ["", f"## {_cell(s.source)}: {s.rows_invalid} invalid rows", ""]
         lines += ["| row | reasons |", "|---:|---|"]
-        for bad in s.invalid_rows[:max_invalid_shown]:
+        shown = s.invalid_rows[:max_invalid_shown]
+        for bad in shown:
             lines.append(f"| {bad.row} | {_cell('; '.join(bad.reasons))} |")
-        if s.rows_invalid > max_invalid_shown:
-            lines.append(f"| … | {s.rows_invalid - max_invalid_shown} more in `{SUMMARY}` |")
+        if s.rows_invalid > len(shown):
+            where = s.invalid_path or SUMMARY
+            lines.append(f"| … | {s.rows_invalid - len(shown)} more in `{where}` |")
+        if s.invalid_reasons:
+            lines += ["", "| reason (value left out) | rows |", "|---|---:|"]
+            top = sorted(s.invalid_reasons.items(), key=lambda kv: -kv[1])[:max_reasons_shown]
+            lines += [f"| {_cell(kind)} | {count} |" for kind, count in top]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ Rules (per `ColumnSpec`):
 - `float`: any finite number or numeric text; `NaN`/`inf` are refused.
 - `bool`: `true/false/yes/no/1/0` (any case), JSON booleans, the numbers 1 and 0.
 - `date` / `datetime`: ISO 8601 (`2026-01-31`, `2026-01-31T12:00:00+00:00`, `…Z`); written
-  back in ISO form, aware datetimes converted to UTC.
+  back in ISO form, aware datetimes converted to UTC (a value that leaves years 1–9999 in
+  UTC is invalid).
 - `min` / `max` bound `int` and `float` values (inclusive).
 Columns not in the schema are kept as they were parsed.
 
@@ -148,7 +149,10 @@ def convert(value: Any, column: Column) -> Any:
     except ValueError:
         raise InvalidValue(f"{name}: {{v}} is not an ISO {kind}", _show(value)) from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before year 1 in UTC
+            raise InvalidValue(f"{name}: {{v}} is out of range in UTC", _show(value)) from None
     return moment.isoformat()
 
 
