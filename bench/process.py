@@ -38,7 +38,18 @@ SCHEMA = {
     "active": {"type": "bool"},
     "note": {"type": "str", "required": False},
 }
-WORDS = "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod tempor".split()
+WORDS = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet,",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+]
 BROKEN = {  # one way to break each column
     "id": "x{}",
     "station": "abc-{}",

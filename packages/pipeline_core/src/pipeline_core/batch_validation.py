@@ -227,7 +227,9 @@ def fast_check(raw: pl.DataFrame, columns: list[Column] | None) -> pl.DataFrame:
     )
 
 
-def read_piece(piece: bytes, header: list[str], columns: list[Column] | None, sink: RowSink) -> bool:
+def read_piece(
+    piece: bytes, header: list[str], columns: list[Column] | None, sink: RowSink
+) -> bool:
     """Parse a piece of whole CSV records with polars, validate it, write its rows to `sink`.
 
     Returns False, having written nothing, where polars might not read the piece exactly as
@@ -256,9 +258,11 @@ def read_piece(piece: bytes, header: list[str], columns: list[Column] | None, si
     if commas != raw.height * (len(header) - 1) or raw.height == 0:
         return False
     longest = raw.select(pl.max_horizontal(pl.all().str.len_bytes().max())).item()
-    if longest > csv.field_size_limit() and raw.select(
-        pl.max_horizontal(pl.all().str.len_chars().max())
-    ).item() > csv.field_size_limit():
+    if (
+        longest > csv.field_size_limit()
+        and raw.select(pl.max_horizontal(pl.all().str.len_chars().max())).item()
+        > csv.field_size_limit()
+    ):
         return False
 
     checked = fast_check(raw, columns)

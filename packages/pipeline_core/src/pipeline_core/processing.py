@@ -57,7 +57,7 @@ FORMATS = ("csv", "json")
 MAX_INVALID_KEPT = 100  # invalid rows listed in summary.json per source; all are in the file
 JSON_MAX_BYTES = 64 * 1024 * 1024  # JSON is parsed in memory (a few times this size at peak)
 CHUNK_BYTES = 4 * 1024 * 1024  # CSV read in pieces of about this size (peak RSS grows with it)
-MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit × columns, with margin)
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit x columns, with margin)
 
 
 class ParseError(ValueError):
@@ -171,7 +171,9 @@ ParsedRow = tuple[int, dict[str, Any] | None, str | None]
 """(row number, values or None, why the row is unreadable or None)."""
 
 
-def csv_records(records: Iterable[list[str]], header: list[str], number: int = 0) -> Iterator[ParsedRow]:
+def csv_records(
+    records: Iterable[list[str]], header: list[str], number: int = 0
+) -> Iterator[ParsedRow]:
     """Rows of csv-module records after the header; blank lines skipped, ragged ones kept as
     unreadable. `number` is the count of rows before these."""
     for record in records:
@@ -316,7 +318,13 @@ class RowSink:
     `invalid` (if given) with their reasons and values, counted per kind of reason, and
     the first `keep` of them (all if None) kept in `invalid_rows`."""
 
-    def __init__(self, out: IO[bytes], invalid: IO[bytes] | None = None, *, keep: int | None = MAX_INVALID_KEPT) -> None:
+    def __init__(
+        self,
+        out: IO[bytes],
+        invalid: IO[bytes] | None = None,
+        *,
+        keep: int | None = MAX_INVALID_KEPT,
+    ) -> None:
         self.out, self.invalid, self.keep = out, invalid, keep
         self.rows_out = self.rows_invalid = 0
         self.invalid_rows: list[InvalidRow] = []
@@ -332,7 +340,13 @@ class RowSink:
         self.out.write(body)
         self.rows_out += count
 
-    def check(self, number: int, values: dict[str, Any] | None, problem: str | None, columns: list[Column] | None) -> None:
+    def check(
+        self,
+        number: int,
+        values: dict[str, Any] | None,
+        problem: str | None,
+        columns: list[Column] | None,
+    ) -> None:
         """Validate one parsed row with `validate_row` and write it where it belongs."""
         if values is None:
             kind = getattr(problem, "kind", problem)
@@ -370,7 +384,14 @@ def _json_line(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def process_stream(source: Readable, fmt: str, columns: list[Column] | None, sink: RowSink, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+def process_stream(
+    source: Readable,
+    fmt: str,
+    columns: list[Column] | None,
+    sink: RowSink,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> None:
     """Read `source` (a binary file) as `fmt`, validate each row, write the rows to `sink`.
 
     CSV is read in pieces of about `chunk_bytes`; JSON whole, up to `JSON_MAX_BYTES`.
@@ -397,7 +418,9 @@ def process_stream(source: Readable, fmt: str, columns: list[Column] | None, sin
         raise ParseError(str(exc)) from None
 
 
-def _process_csv(source: Readable, columns: list[Column] | None, sink: RowSink, chunk_bytes: int) -> None:
+def _process_csv(
+    source: Readable, columns: list[Column] | None, sink: RowSink, chunk_bytes: int
+) -> None:
     from pipeline_core.batch_validation import read_piece  # polars: imported when needed
 
     chunks = RecordChunks(source, chunk_bytes, MAX_RECORD_BYTES)
@@ -419,7 +442,13 @@ def _process_csv(source: Readable, columns: list[Column] | None, sink: RowSink, 
             return
 
 
-def _python_csv(stream: io.BufferedReader, header: list[str], columns: list[Column] | None, sink: RowSink, lines_before: int) -> None:
+def _python_csv(
+    stream: io.BufferedReader,
+    header: list[str],
+    columns: list[Column] | None,
+    sink: RowSink,
+    lines_before: int,
+) -> None:
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     reader = csv.reader(text)
     try:
@@ -428,7 +457,9 @@ def _python_csv(stream: io.BufferedReader, header: list[str], columns: list[Colu
     except csv.Error as exc:
         raise ParseError(f"CSV line {lines_before + reader.line_num}: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ParseError(f"not UTF-8 text after line {lines_before + reader.line_num}: {exc.reason}") from None
+        raise ParseError(
+            f"not UTF-8 text after line {lines_before + reader.line_num}: {exc.reason}"
+        ) from None
 
 
 def to_jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -456,7 +487,11 @@ def _format_of(entry: ManifestEntry, source: Source | None) -> str | None:
 
 
 async def process_entry(
-    entry: ManifestEntry, source: Source | None, storage: Storage, *, keep_invalid: int = MAX_INVALID_KEPT
+    entry: ManifestEntry,
+    source: Source | None,
+    storage: Storage,
+    *,
+    keep_invalid: int = MAX_INVALID_KEPT,
 ) -> SourceSummary:
     """Process one stored file: stream it through validation into staged outputs, then
     publish `<sha256>.jsonl`, `<sha256>.invalid.jsonl` (if any row is invalid) and

@@ -93,7 +93,7 @@ class LocalStorage:
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str) -> AsyncIterator[BinaryIO]:
-        with open(self._full(path), "rb") as fh:
+        with self._full(path).open("rb") as fh:
             yield fh
 
     async def write_bytes(self, path: str, data: bytes) -> None:

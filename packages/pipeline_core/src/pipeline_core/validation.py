@@ -8,7 +8,7 @@ Rules (per `ColumnSpec`):
 - `float`: any finite number or numeric text; `NaN`/`inf` are refused.
 - `bool`: `true/false/yes/no/1/0` (any case), JSON booleans, the numbers 1 and 0.
 - `date` / `datetime`: ISO 8601 (`2026-01-31`, `2026-01-31T12:00:00+00:00`, `…Z`); written
-  back in ISO form, aware datetimes converted to UTC (a value that leaves years 1–9999 in
+  back in ISO form, aware datetimes converted to UTC (a value that leaves years 1-9999 in
   UTC is invalid).
 - `min` / `max` bound `int` and `float` values (inclusive).
 Columns not in the schema are kept as they were parsed.
@@ -122,7 +122,9 @@ def convert(value: Any, column: Column) -> Any:
         else:
             result = str(value)
         if column.pattern is not None and not column.pattern.search(result):
-            raise InvalidValue(f"{name}: {{v}} does not match pattern {spec.pattern!r}", _show(result))
+            raise InvalidValue(
+                f"{name}: {{v}} does not match pattern {spec.pattern!r}", _show(result)
+            )
         return result
     if kind == "bool":
         if isinstance(value, bool):
