@@ -517,11 +517,13 @@ async def process_entry(
             storage.stage("processed") as out,
             storage.stage("processed") as bad,
         ):
-            hashing = None if entry.sha256 else HashingReader(raw)
+            # The manifest normally knows the hash; otherwise compute it while reading.
+            hashing = HashingReader(raw)
             sink = RowSink(out.file, bad.file, keep=keep_invalid)
+            reader = raw if entry.sha256 else hashing
             # CPU-bound: keep the event loop (log shipping, other tasks) responsive.
-            await asyncio.to_thread(process_stream, hashing or raw, fmt, columns, sink)
-            sha256 = entry.sha256 if hashing is None else hashing.sha256.hexdigest()
+            await asyncio.to_thread(process_stream, reader, fmt, columns, sink)
+            sha256 = entry.sha256 or hashing.sha256.hexdigest()
             summary.output_path, summary.latest_path = output_paths(entry.source, sha256)
             if sink.rows_invalid:
                 summary.invalid_path = f"processed/{entry.source}/{sha256}.invalid.jsonl"
