@@ -33,7 +33,7 @@ def records_end(buf: bytes, start: int = 0) -> int:
 
     Example:
         >>> records_end(b'a,"x\\ny"\\nb,"z\\n')
-        9
+        8
     """
     end = buf.rfind(b"\n", start)
     quotes = buf.count(b'"', 0, end) if end >= 0 else 0
