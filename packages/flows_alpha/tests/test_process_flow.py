@@ -148,7 +148,9 @@ async def test_process_flow_completes_and_rerun_is_identical(
     first = await process(sources=sources, return_state=True)
     assert first.is_completed(), first.message
     outputs = {p: p.read_bytes() for p in (tmp_path / "processed").rglob("*.jsonl")}
-    assert len(outputs) == 6  # <sha256>.jsonl + latest.jsonl for each demo source
+    # <sha256>.jsonl, latest.jsonl and <sha256>.invalid.jsonl (every demo file has invalid rows)
+    assert len(outputs) == 9
+    assert len([p for p in outputs if p.name.endswith(".invalid.jsonl")]) == 3
     second = await process(sources=sources, return_state=True)
     assert second.is_completed()
     assert {p: p.read_bytes() for p in (tmp_path / "processed").rglob("*.jsonl")} == outputs

@@ -114,6 +114,18 @@ async def test_staged_file_is_published_only_on_commit(any_storage):
     assert not await any_storage.exists("raw/a/2/f.csv")
 
 
+async def test_open_read_streams_the_stored_bytes(any_storage):
+    body = bytes(range(256)) * 1000
+    await any_storage.write_bytes("raw/a/1/f.bin", body)
+    async with any_storage.open_read("raw/a/1/f.bin") as fh:
+        pieces = list(iter(lambda: fh.read(4096), b""))
+    assert len(pieces) == 63
+    assert b"".join(pieces) == body
+    with pytest.raises(FileNotFoundError):
+        async with any_storage.open_read("raw/a/1/missing.bin"):
+            pass
+
+
 async def test_local_leaves_no_temp_files(tmp_path):
     storage = LocalStorage(tmp_path)
     with pytest.raises(RuntimeError):

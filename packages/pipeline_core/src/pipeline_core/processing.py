@@ -1,13 +1,22 @@
 """Turn the raw files of the latest manifest into validated, normalised JSON Lines.
 
-Plain functions, no Prefect: `parse_rows` (CSV / JSON bytes → rows), `process_table`
-(parse + validate + normalise), `process_entry` (one manifest entry: read, process, write),
-`process_manifest` (every entry, then `processed/summary.json`) and `render_markdown`.
+Plain functions, no Prefect: `process_stream` (a stored file, read in pieces → rows into a
+`RowSink`), `process_table` (the same on bytes in memory), `process_entry` (one manifest
+entry: read, process, write), `process_manifest` (every entry, then `processed/summary.json`),
+`render_markdown`; `parse_rows` is the plain-Python parser (JSON, and CSV the engine defers).
+
+CSV files stream: pieces of whole records (`csv_stream`) are parsed and checked by polars
+(`batch_validation`); each row it does not accept is decided by `validation.validate_row`.
+A piece polars cannot read exactly like Python's `csv` module (ragged or blank records, a
+lone `\r`, a field over the csv field limit, quoting it refuses) hands that piece and the
+rest of the file to the `csv` module. JSON files are parsed in memory, up to `JSON_MAX_BYTES`.
 
 Outputs, under the data root:
 - `processed/<source>/<sha256>.jsonl`: the valid rows, normalised, of the raw file whose
   content hash is `<sha256>`; `processed/<source>/latest.jsonl`: the same bytes, at a stable path.
-- `processed/summary.json`: a `ProcessSummary` (rows in / out, invalid rows with reasons).
+- `processed/<source>/<sha256>.invalid.jsonl`: every invalid row, `{"row", "reasons", "values"}`.
+- `processed/summary.json`: a `ProcessSummary` (rows in / out, the first `MAX_INVALID_KEPT`
+  invalid rows with reasons, and counts per kind of reason).
 Row numbers count data records from 1 (for CSV the header is not a record; blank lines
 are skipped).
 """
@@ -16,21 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import io
 import json
 import math
+import shutil
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from pipeline_core.csv_stream import (
+    CsvFormatError,
+    HashingReader,
+    Readable,
+    RecordChunks,
+    check_utf8,
+)
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestEntry
-from pipeline_core.validation import SchemaError, compile_schema, validate_row
+from pipeline_core.validation import Column, Reason, SchemaError, compile_schema, validate_row
 
 if TYPE_CHECKING:
     from pipeline_core.sources import ColumnSpec, Source
@@ -38,6 +54,10 @@ if TYPE_CHECKING:
 
 SUMMARY = "processed/summary.json"
 FORMATS = ("csv", "json")
+MAX_INVALID_KEPT = 100  # invalid rows listed in summary.json per source; all are in the file
+JSON_MAX_BYTES = 64 * 1024 * 1024  # JSON is parsed in memory (a few times this size at peak)
+CHUNK_BYTES = 4 * 1024 * 1024  # CSV read in pieces of about this size (peak RSS grows with it)
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit x columns, with margin)
 
 
 class ParseError(ValueError):
@@ -82,7 +102,13 @@ class SourceSummary(BaseModel):
     rows_in: int = 0
     rows_out: int = 0
     rows_invalid: int = 0
-    invalid_rows: list[InvalidRow] = Field(default_factory=list)
+    invalid_rows: list[InvalidRow] = Field(
+        default_factory=list, description=f"The first {MAX_INVALID_KEPT} invalid rows."
+    )
+    invalid_reasons: dict[str, int] = Field(
+        default_factory=dict, description="Invalid rows per kind of reason (value left out)."
+    )
+    invalid_path: str | None = Field(default=None, description="Every invalid row, as JSONL.")
     error: str | None = None
 
 
@@ -145,6 +171,25 @@ ParsedRow = tuple[int, dict[str, Any] | None, str | None]
 """(row number, values or None, why the row is unreadable or None)."""
 
 
+def csv_records(
+    records: Iterable[list[str]], header: list[str], number: int = 0
+) -> Iterator[ParsedRow]:
+    """Rows of csv-module records after the header; blank lines skipped, ragged ones kept as
+    unreadable. `number` is the count of rows before these."""
+    for record in records:
+        if not record:  # blank line
+            continue
+        number += 1
+        if len(record) != len(header):
+            problem = Reason(
+                f"has {len(record)} fields, the header has {len(header)}",
+                f"has … fields, the header has {len(header)}",
+            )
+            yield number, None, problem
+        else:
+            yield number, dict(zip(header, record, strict=True)), None
+
+
 def parse_csv(text: str) -> list[ParsedRow]:
     """Rows of a comma-separated file with a header line; column names are stripped.
 
@@ -157,19 +202,9 @@ def parse_csv(text: str) -> list[ParsedRow]:
     if not text.strip():
         raise ParseError("empty file: no header line")
     reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[ParsedRow] = []
     try:
         header = _columns(next(reader))
-        number = 0
-        for record in reader:
-            if not record:  # blank line
-                continue
-            number += 1
-            if len(record) != len(header):
-                problem = f"has {len(record)} fields, the header has {len(header)}"
-                rows.append((number, None, problem))
-            else:
-                rows.append((number, dict(zip(header, record, strict=True)), None))
+        rows = list(csv_records(reader, header))
     except csv.Error as exc:
         raise ParseError(f"CSV line {reader.line_num}: {exc}") from None
     return rows
@@ -254,7 +289,7 @@ def parse_rows(data: bytes, fmt: str) -> list[ParsedRow]:
 
 
 def process_table(data: bytes, fmt: str, schema: dict[str, ColumnSpec] | None) -> TableResult:
-    """Parse, validate and normalise one file.
+    """Parse, validate and normalise one file held in memory (`process_stream` on bytes).
 
     Without a schema every readable row is kept as parsed (CSV values stay strings).
 
@@ -268,19 +303,163 @@ def process_table(data: bytes, fmt: str, schema: dict[str, ColumnSpec] | None) -
         >>> r.rows, r.invalid[0].row, r.rows_in
         ([{'n': 1, 'ok': 'yes'}], 2, 2)
     """
-    columns = compile_schema(schema) if schema else None
-    result = TableResult()
-    for number, values, problem in parse_rows(data, fmt):
-        result.rows_in += 1
+    out = io.BytesIO()
+    sink = RowSink(out, keep=None)
+    process_stream(io.BytesIO(data), fmt, compile_schema(schema) if schema else None, sink)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    return TableResult(rows=rows, invalid=sink.invalid_rows, rows_in=sink.rows_in)
+
+
+# ---------------------------------------------------------------- streaming
+
+
+class RowSink:
+    """Where processed rows go: valid ones as JSON lines to `out`; invalid ones to
+    `invalid` (if given) with their reasons and values, counted per kind of reason, and
+    the first `keep` of them (all if None) kept in `invalid_rows`."""
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        invalid: IO[bytes] | None = None,
+        *,
+        keep: int | None = MAX_INVALID_KEPT,
+    ) -> None:
+        self.out, self.invalid, self.keep = out, invalid, keep
+        self.rows_out = self.rows_invalid = 0
+        self.invalid_rows: list[InvalidRow] = []
+        self.reason_counts: Counter[str] = Counter()
+
+    @property
+    def rows_in(self) -> int:
+        """Rows seen so far, valid or not."""
+        return self.rows_out + self.rows_invalid
+
+    def write_lines(self, body: bytes, count: int) -> None:
+        """`count` valid rows, already JSON lines."""
+        self.out.write(body)
+        self.rows_out += count
+
+    def check(
+        self,
+        number: int,
+        values: dict[str, Any] | None,
+        problem: str | None,
+        columns: list[Column] | None,
+    ) -> None:
+        """Validate one parsed row with `validate_row` and write it where it belongs."""
         if values is None:
-            result.invalid.append(InvalidRow(row=number, reasons=[f"row {problem}"]))
-            continue
+            kind = getattr(problem, "kind", problem)
+            self.reject(number, [Reason(f"row {problem}", f"row {kind}")])
+            return
         row, reasons = validate_row(values, columns)
         if reasons:
-            result.invalid.append(InvalidRow(row=number, reasons=reasons))
+            self.reject(number, reasons, values)
         else:
-            result.rows.append(row)
-    return result
+            self.write_lines(_json_line(row), 1)
+
+    def reject(
+        self,
+        number: int,
+        reasons: list[Reason],
+        values: dict[str, Any] | None = None,
+        *,
+        values_json: str | None = None,
+    ) -> None:
+        """Record one invalid row; its values as parsed, or already as a JSON object."""
+        self.rows_invalid += 1
+        texts = [str(r) for r in reasons]
+        self.reason_counts.update(r.kind for r in reasons)
+        if self.keep is None or len(self.invalid_rows) < self.keep:
+            self.invalid_rows.append(InvalidRow(row=number, reasons=texts))
+        if self.invalid is not None:
+            if values_json is None:
+                values_json = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+            reasons_json = json.dumps(texts, ensure_ascii=False)
+            line = f'{{"row":{number},"reasons":{reasons_json},"values":{values_json}}}\n'
+            self.invalid.write(line.encode())
+
+
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def process_stream(
+    source: Readable,
+    fmt: str,
+    columns: list[Column] | None,
+    sink: RowSink,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> None:
+    """Read `source` (a binary file) as `fmt`, validate each row, write the rows to `sink`.
+
+    CSV is read in pieces of about `chunk_bytes`; JSON whole, up to `JSON_MAX_BYTES`.
+
+    Raises:
+        ParseError: the file as a whole is unreadable (rows already written to `sink` are
+            then meaningless: callers write into staged files and do not commit them).
+    """
+    if fmt not in FORMATS:
+        raise ParseError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if fmt == "json":
+        data = source.read(JSON_MAX_BYTES + 1)
+        if len(data) > JSON_MAX_BYTES:
+            raise ParseError(
+                f"JSON file over {JSON_MAX_BYTES // 2**20} MiB: JSON sources are parsed in "
+                "memory; serve large tables as CSV"
+            )
+        for number, values, problem in parse_json(decode_text(data)):
+            sink.check(number, values, problem, columns)
+        return
+    try:
+        _process_csv(source, columns, sink, chunk_bytes)
+    except CsvFormatError as exc:
+        raise ParseError(str(exc)) from None
+
+
+def _process_csv(
+    source: Readable, columns: list[Column] | None, sink: RowSink, chunk_bytes: int
+) -> None:
+    from pipeline_core.batch_validation import read_piece  # polars: imported when needed
+
+    chunks = RecordChunks(source, chunk_bytes, MAX_RECORD_BYTES)
+    head = chunks.head()
+    if not head.strip():
+        if any(piece.strip() for piece in chunks):
+            raise ParseError("header: line 1 is blank")
+        raise ParseError("empty file: no header line")
+    check_utf8(head, chunks.offset - len(head))
+    try:
+        header = _columns(next(csv.reader(io.StringIO(head.decode(), newline=""))))
+    except csv.Error as exc:
+        raise ParseError(f"CSV line 1: {exc}") from None
+    for piece in chunks:
+        check_utf8(piece, chunks.offset - len(piece))
+        if not read_piece(piece, header, columns, sink):
+            # polars might read this piece differently: the csv module does it and the rest
+            _python_csv(chunks.rest(piece), header, columns, sink, chunks.lines)
+            return
+
+
+def _python_csv(
+    stream: io.BufferedReader,
+    header: list[str],
+    columns: list[Column] | None,
+    sink: RowSink,
+    lines_before: int,
+) -> None:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    reader = csv.reader(text)
+    try:
+        for number, values, problem in csv_records(reader, header, sink.rows_in):
+            sink.check(number, values, problem, columns)
+    except csv.Error as exc:
+        raise ParseError(f"CSV line {lines_before + reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"not UTF-8 text after line {lines_before + reader.line_num}: {exc.reason}"
+        ) from None
 
 
 def to_jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -308,11 +487,17 @@ def _format_of(entry: ManifestEntry, source: Source | None) -> str | None:
 
 
 async def process_entry(
-    entry: ManifestEntry, source: Source | None, storage: Storage
+    entry: ManifestEntry,
+    source: Source | None,
+    storage: Storage,
+    *,
+    keep_invalid: int = MAX_INVALID_KEPT,
 ) -> SourceSummary:
-    """Process one stored file: read it, validate and normalise it, write the JSON Lines.
+    """Process one stored file: stream it through validation into staged outputs, then
+    publish `<sha256>.jsonl`, `<sha256>.invalid.jsonl` (if any row is invalid) and
+    `latest.jsonl`, each atomically.
 
-    A file that cannot be read or parsed gives an `error` summary (nothing is written);
+    A file that cannot be read or parsed gives an `error` summary and publishes nothing;
     `source` (for its schema and format) may be None for a source no longer configured.
     """
     if entry.path is None:
@@ -324,23 +509,44 @@ async def process_entry(
     try:
         if fmt is None:
             raise ParseError("format unknown: declare 'format' (csv or json) for this source")
-        data = await storage.read_bytes(entry.path)
         schema = source.schema_ if source is not None else None
-        # Parsing is CPU-bound: keep the event loop (log shipping, other tasks) responsive.
-        table = await asyncio.to_thread(process_table, data, fmt, schema)
+        columns = compile_schema(schema) if schema else None
+        # Temp files go in processed/, so a failed source leaves no processed/<source>/.
+        async with (
+            storage.open_read(entry.path) as raw,
+            storage.stage("processed") as out,
+            storage.stage("processed") as bad,
+        ):
+            # The manifest normally knows the hash; otherwise compute it while reading.
+            hashing = HashingReader(raw)
+            sink = RowSink(out.file, bad.file, keep=keep_invalid)
+            reader = raw if entry.sha256 else hashing
+            # CPU-bound: keep the event loop (log shipping, other tasks) responsive.
+            await asyncio.to_thread(process_stream, reader, fmt, columns, sink)
+            sha256 = entry.sha256 or hashing.sha256.hexdigest()
+            summary.output_path, summary.latest_path = output_paths(entry.source, sha256)
+            if sink.rows_invalid:
+                summary.invalid_path = f"processed/{entry.source}/{sha256}.invalid.jsonl"
+                await bad.commit(summary.invalid_path)
+            await out.commit(summary.output_path)
+        await _copy(storage, summary.output_path, summary.latest_path)
     except (ParseError, SchemaError, OSError) as exc:
         what = "schema" if isinstance(exc, SchemaError) else entry.path
         summary.status, summary.error = SourceStatus.ERROR, f"{what}: {exc}"
+        summary.output_path = summary.latest_path = summary.invalid_path = None
         return summary
-    sha256 = entry.sha256 or hashlib.sha256(data).hexdigest()
-    body = to_jsonl(table.rows)
-    summary.output_path, summary.latest_path = output_paths(entry.source, sha256)
-    await storage.write_bytes(summary.output_path, body)
-    await storage.write_bytes(summary.latest_path, body)
     summary.sha256 = sha256
-    summary.rows_in, summary.rows_out = table.rows_in, len(table.rows)
-    summary.rows_invalid, summary.invalid_rows = len(table.invalid), table.invalid
+    summary.rows_in, summary.rows_out = sink.rows_in, sink.rows_out
+    summary.rows_invalid, summary.invalid_rows = sink.rows_invalid, sink.invalid_rows
+    summary.invalid_reasons = dict(sink.reason_counts.most_common())
     return summary
+
+
+async def _copy(storage: Storage, source: str, target: str) -> None:
+    """Publish a copy of `source` at `target`, atomically."""
+    async with storage.open_read(source) as fh, storage.stage("processed") as staged:
+        await asyncio.to_thread(shutil.copyfileobj, fh, staged.file, 1024 * 1024)
+        await staged.commit(target)
 
 
 ProcessOne = Callable[[ManifestEntry, "Source | None", "Storage"], Awaitable[SourceSummary]]
@@ -423,8 +629,12 @@ def _cell(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def render_markdown(summary: ProcessSummary, *, max_invalid_shown: int = 20) -> str:
-    """A report a person can read in the Prefect UI (a markdown artifact)."""
+def render_markdown(
+    summary: ProcessSummary, *, max_invalid_shown: int = 20, max_reasons_shown: int = 10
+) -> str:
+    """A report a person can read in the Prefect UI (a markdown artifact): totals, a row per
+    source, and per source its first invalid rows, where the others are, and the most
+    frequent kinds of reason."""
     t = summary.totals
     lines = [
         "# Project Alpha — processing summary",
@@ -447,8 +657,14 @@ def render_markdown(summary: ProcessSummary, *, max_invalid_shown: int = 20) -> 
             continue
         lines += ["", f"## {_cell(s.source)}: {s.rows_invalid} invalid rows", ""]
         lines += ["| row | reasons |", "|---:|---|"]
-        for bad in s.invalid_rows[:max_invalid_shown]:
+        shown = s.invalid_rows[:max_invalid_shown]
+        for bad in shown:
             lines.append(f"| {bad.row} | {_cell('; '.join(bad.reasons))} |")
-        if s.rows_invalid > max_invalid_shown:
-            lines.append(f"| … | {s.rows_invalid - max_invalid_shown} more in `{SUMMARY}` |")
+        if s.rows_invalid > len(shown):
+            where = s.invalid_path or SUMMARY
+            lines.append(f"| … | {s.rows_invalid - len(shown)} more in `{where}` |")
+        if s.invalid_reasons:
+            lines += ["", "| reason (value left out) | rows |", "|---|---:|"]
+            top = sorted(s.invalid_reasons.items(), key=lambda kv: -kv[1])[:max_reasons_shown]
+            lines += [f"| {_cell(kind)} | {count} |" for kind, count in top]
     return "\n".join(lines) + "\n"

@@ -75,6 +75,10 @@ class Storage(Protocol):
         """Replace `path` with `data`, atomically: readers see the old or the new file."""
         ...
 
+    def open_read(self, path: str) -> contextlib.AbstractAsyncContextManager[BinaryIO]:
+        """`path` as a binary file to read in pieces (FileNotFoundError if missing)."""
+        ...
+
     def stage(self, near: str) -> contextlib.AbstractAsyncContextManager[StagedFile]:
         """A temp file to stream into, placed near the directory `near`.
 
@@ -115,6 +119,11 @@ class LocalStorage:
 
     async def read_bytes(self, path: str) -> bytes:
         return self._full(path).read_bytes()
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str) -> AsyncIterator[BinaryIO]:
+        with self._full(path).open("rb") as fh:
+            yield fh
 
     async def write_bytes(self, path: str, data: bytes) -> None:
         async with self.stage(str(PurePosixPath(safe_relpath(path)).parent)) as staged:
@@ -227,6 +236,16 @@ class BlockStorage:
 
     async def write_bytes(self, path: str, data: bytes) -> None:
         await self.block.awrite_path(safe_relpath(path), data)
+
+    @contextlib.asynccontextmanager
+    async def open_read(self, path: str) -> AsyncIterator[BinaryIO]:
+        # Blocks only offer whole-object reads: a local temp copy, so readers still stream.
+        data = await self.read_bytes(path)
+        with tempfile.TemporaryFile() as fh:
+            fh.write(data)
+            del data
+            fh.seek(0)
+            yield fh
 
     @contextlib.asynccontextmanager
     async def stage(self, near: str) -> AsyncIterator[StagedFile]:
