@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline_core.download import download_source, make_client
 from pipeline_core.logging import get_logger
-from pipeline_core.manifest import Manifest, ManifestEntry, read_latest, write_manifest
+from pipeline_core.manifest import (
+    EntryStatus,
+    Manifest,
+    ManifestEntry,
+    read_latest,
+    write_manifest,
+)
+from pipeline_core.urls import redact_text, redact_url
 
 if TYPE_CHECKING:
     from pipeline_core.settings import AlphaSettings
@@ -51,9 +58,17 @@ async def run_lane(
         except asyncio.QueueEmpty:
             break
         prior = previous.entry(source.name) if previous else None
-        entry = await download_source(
-            source, client=client, storage=storage, settings=settings, previous=prior
-        )
+        try:
+            entry = await download_source(
+                source, client=client, storage=storage, settings=settings, previous=prior
+            )
+        except Exception as exc:  # download_source records its own failures; belt and braces
+            entry = ManifestEntry(
+                source=source.name,
+                url=redact_url(str(source.url)),
+                status=EntryStatus.FAILED,
+                error=f"unexpected {type(exc).__name__}: {redact_text(str(exc), str(source.url))}",
+            )
         results[index] = entry
         counts[entry.status.value] += 1
         if entry.error:
@@ -84,7 +99,13 @@ async def ingest_sources(
     `lane` runs one lane (same signature as `run_lane`); flows pass a Prefect task here.
     The manifest lists every source in order, failed ones included, and is written as
     `manifests/<run_id>.json` and `manifests/latest.json`.
+
+    Raises:
+        ValueError: `sources` is empty (nothing is read or written).
+        ManifestWriteError: the manifest could not be written (`latest.json` is unchanged).
     """
+    if not sources:
+        raise ValueError("no sources to ingest: the source list is empty")
     previous = await read_latest(storage)
     work: Work = asyncio.Queue()
     for item in enumerate(sources):

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, PrivateAttr
+
+from pipeline_core.storage import describe_os_error
 
 if TYPE_CHECKING:
     from pipeline_core.storage import Storage
@@ -49,10 +51,20 @@ class Manifest(BaseModel):
     run_id: str
     created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     entries: list[ManifestEntry]
+    # (entries list indexed, source -> entry): rebuilt if `entries` is replaced
+    _index: tuple[list[ManifestEntry], dict[str, ManifestEntry]] | None = PrivateAttr(None)
 
     def entry(self, source: str) -> ManifestEntry | None:
-        """The entry of `source`, if present."""
-        return next((e for e in self.entries if e.source == source), None)
+        """The entry of `source`, if present.
+
+        O(1): a run looks up each of its sources in the previous manifest, so the first
+        call builds a name index. Entries are not changed in place once a manifest is
+        built; replacing the `entries` list rebuilds the index.
+        """
+        if self._index is None or self._index[0] is not self.entries:
+            # reversed: the first entry of a name wins, as with a scan
+            self._index = (self.entries, {e.source: e for e in reversed(self.entries)})
+        return self._index[1].get(source)
 
     @property
     def failed(self) -> list[ManifestEntry]:
@@ -65,12 +77,28 @@ def manifest_path(run_id: str) -> str:
     return f"manifests/{run_id}.json"
 
 
+class ManifestWriteError(RuntimeError):
+    """The manifest could not be written; `latest.json` was left as it was."""
+
+
 async def write_manifest(storage: Storage, manifest: Manifest) -> str:
-    """Write the run's manifest, then `latest.json`; each write is atomic."""
+    """Write the run's manifest, then `latest.json`; each write is atomic.
+
+    Raises:
+        ManifestWriteError: saying which file could not be written, why, and that
+            `latest.json` still holds the previous run's manifest.
+    """
     body = manifest.model_dump_json(indent=2).encode()
     path = manifest_path(manifest.run_id)
-    await storage.write_bytes(path, body)
-    await storage.write_bytes(LATEST, body)
+    for target in (path, LATEST):
+        try:
+            await storage.write_bytes(target, body)
+        except Exception as exc:
+            written = f"; {path} was written" if target == LATEST else ""
+            raise ManifestWriteError(
+                f"could not write {target} in {storage.root_description} "
+                f"({describe_os_error(exc)}){written}; {LATEST} was left as it was"
+            ) from exc
     return path
 
 

@@ -73,6 +73,8 @@ def parse_sources(value: Any, *, origin: str = "alpha_sources") -> list[Source]:
             for err in exc.errors()
         )
         raise SourcesError(f"invalid {origin}: {problems}") from exc
+    if not sources:
+        raise SourcesError(f"invalid {origin}: the list is empty, nothing to fetch")
     seen: set[str] = set()
     for i, source in enumerate(sources):
         if source.name in seen:

@@ -32,6 +32,13 @@ def safe_relpath(path: str) -> str:
     return str(pure)
 
 
+def describe_os_error(exc: BaseException) -> str:
+    """`[Errno 28] No space left on device`: an OSError without the temp path it names."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class StagedFile(Protocol):
     """A temp file being written; `commit` publishes it."""
 
@@ -48,7 +55,16 @@ class Storage(Protocol):
     root_description: str
 
     async def exists(self, path: str) -> bool:
-        """Whether `path` holds a file."""
+        """Whether `path` holds a file (local and S3: a metadata check, content not read)."""
+        ...
+
+    async def find_stored(self, folder: str) -> str | None:
+        """The path of the first file in `folder` (by name), or None if it holds none.
+
+        Content-addressed folders (`raw/<source>/<sha256>/`) hold the same bytes under
+        any name, so one hit is enough to reuse a stored copy. A store that cannot list
+        answers None (the caller then stores its own copy).
+        """
         ...
 
     async def read_bytes(self, path: str) -> bytes:
@@ -84,6 +100,19 @@ class LocalStorage:
     async def exists(self, path: str) -> bool:
         return self._full(path).is_file()
 
+    async def find_stored(self, folder: str) -> str | None:
+        try:
+            with os.scandir(self._full(folder)) as found:
+                # a dot file would be a temp file (none is staged here): never reuse one
+                names = [
+                    e.name
+                    for e in found
+                    if e.is_file(follow_symlinks=False) and not e.name.startswith(".")
+                ]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return f"{safe_relpath(folder)}/{min(names)}" if names else None
+
     async def read_bytes(self, path: str) -> bytes:
         return self._full(path).read_bytes()
 
@@ -101,9 +130,11 @@ class LocalStorage:
         try:
             yield staged
         finally:
-            staged.file.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            try:
+                staged.file.close()  # may raise (ENOSPC flushing the buffer): unlink anyway
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
 
 class _LocalStaged:
@@ -127,12 +158,16 @@ class BlockStorage:
     """Files in a Prefect writable filesystem block (e.g. `S3Bucket`), loaded by name.
 
     Streams are staged in a local temp file and uploaded whole on commit; object stores
-    make a finished PUT visible atomically.
+    make a finished PUT visible atomically. For a prefect-aws `S3Bucket`, `exists` is one
+    HEAD and `find_stored` one LIST through the block's own S3 client, so an unchanged
+    run reads no stored object; other blocks have no metadata call in Prefect's
+    filesystem interface, so `exists` reads the file and `find_stored` answers None.
     """
 
     def __init__(self, block: Any, name: str) -> None:
         self.block = block
         self.root_description = f"block {name!r}"
+        self._s3 = _is_s3_bucket(block)
 
     @classmethod
     async def load(cls, name: str) -> BlockStorage:
@@ -145,11 +180,42 @@ class BlockStorage:
         return cls(block, name)
 
     async def exists(self, path: str) -> bool:
+        if self._s3:
+            return await asyncio.to_thread(self._s3_head, safe_relpath(path))
         try:
             await self.read_bytes(path)
         except (FileNotFoundError, ValueError):
             return False
         return True
+
+    async def find_stored(self, folder: str) -> str | None:
+        if self._s3:
+            return await asyncio.to_thread(self._s3_first, safe_relpath(folder))
+        return None
+
+    def _s3_key(self, path: str) -> str:
+        # the key `awrite_path` writes `path` to (bucket_folder prepended), so HEAD and
+        # LIST look exactly where the block's writes went
+        return str(self.block._resolve_path(path))
+
+    def _s3_head(self, path: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        client = self.block.credentials.get_s3_client()  # cached per credentials
+        try:
+            client.head_object(Bucket=self.block.bucket_name, Key=self._s3_key(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _s3_first(self, folder: str) -> str | None:
+        prefix = self._s3_key(folder).rstrip("/") + "/"
+        client = self.block.credentials.get_s3_client()
+        listed = client.list_objects_v2(Bucket=self.block.bucket_name, Prefix=prefix, MaxKeys=1)
+        keys = [item["Key"] for item in listed.get("Contents", [])]
+        return f"{folder}/{keys[0][len(prefix) :]}" if keys else None
 
     async def read_bytes(self, path: str) -> bytes:
         try:
@@ -175,6 +241,15 @@ class _BlockStaged:
     async def commit(self, path: str) -> None:
         self.file.seek(0)
         await self._storage.write_bytes(path, self.file.read())
+
+
+def _is_s3_bucket(block: Any) -> bool:
+    """Whether `block` is a prefect-aws `S3Bucket` (the `[aws]` extra may be absent)."""
+    try:
+        from prefect_aws import S3Bucket
+    except ImportError:
+        return False
+    return isinstance(block, S3Bucket)
 
 
 async def open_storage(data_root: Path, block_name: str | None) -> Storage:
