@@ -91,6 +91,25 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def children_cpu_seconds(skip: int) -> float:
+    """CPU seconds used so far by this process's live children except `skip` (the file
+    server): the temporary Prefect server. Linux only; 0 elsewhere."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        kids = {
+            int(pid)
+            for children in Path("/proc/self/task").glob("*/children")
+            for pid in children.read_text().split()
+        }
+        for pid in kids - {skip}:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    except OSError:
+        pass
+    return total
+
+
 def make_files(folder: Path, count: int, size: int) -> None:
     for i in range(count):
         # distinct content per file, cheap to generate
@@ -170,6 +189,11 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
         os.environ["ALPHA_CONCURRENCY"] = str(args.concurrency)
         times: dict[str, list[float]] = {k: [] for k in "abcde"}
         peaks: dict[str, list[float]] = {k: [] for k in "abcde"}
+        # CPU seconds, much less sensitive than wall time to other work on the machine:
+        # this process, and the Prefect server (counted until 1.5 s after the step, as it
+        # records events and logs in the background).
+        cpu: dict[str, list[float]] = {k: [] for k in "abcde"}
+        server_cpu: dict[str, list[float]] = {k: [] for k in "abcde"}
 
         from prefect.testing.utilities import prefect_test_harness
 
@@ -194,10 +218,15 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
         ) -> None:
             settle()
             reset_peak_rss()
+            server0 = children_cpu_seconds(skip=server.pid)
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             result = asyncio.run(step(*step_args, **step_kwargs))
             times[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - cpu0)
             peaks[key].append(peak_rss_mib())
+            time.sleep(1.5)
+            server_cpu[key].append(children_cpu_seconds(skip=server.pid) - server0)
             if hasattr(result, "is_completed"):  # a flow's final state
                 assert result.is_completed(), result.message
 
@@ -242,6 +271,7 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
         runs = " ".join(f"{t:.2f}" for t in times[key])
         return (
             f"{label:<30}: {med[key]:6.2f} s median  [{runs}]"
+            f"  CPU {statistics.median(cpu[key]):5.2f} s + server {statistics.median(server_cpu[key]):4.2f} s"
             f"  peak RSS {statistics.median(peaks[key]):4.0f} MiB"
         )
 
@@ -262,6 +292,10 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
         f"a/b   = {a_b:.2f}    (goal <= 1.3: {goal(a_b, 1.3)})  per run [{per_run}]",
         f"c - e = {c_e:.2f} s  (goal <= 0.1 s: {goal(c_e, 0.1)})  Prefect's share of the unchanged run",
         f"a - d = {med['a'] - med['d']:.2f} s  Prefect's share of the first run",
+        "Prefect's CPU in the unchanged run (c - e): "
+        f"{statistics.median(cpu['c']) - statistics.median(cpu['e']):.2f} s in this process "
+        f"+ {statistics.median(server_cpu['c']) - statistics.median(server_cpu['e']):.2f} s "
+        "in the Prefect server",
         f"c/a   = {med['c'] / med['a']:.2f}",
         f"peak RSS of this process: {process_peak:.0f} MiB (Prefect client, flows, bare downloader)",
         "load average (1, 5, 15 min): "
