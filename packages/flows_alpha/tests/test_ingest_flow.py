@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from prefect.variables import Variable
 from pytest_httpserver import HTTPServer
 
@@ -34,12 +39,16 @@ def demo_server(httpserver: HTTPServer) -> str:
     return httpserver.url_for("/").rstrip("/")
 
 
-async def latest_artifact(key: str):
+async def run_artifact(key: str, flow_run_id: UUID):
+    """The artifact `key` of one flow run (other tests' runs publish the same key)."""
     async with get_client() as client:
         found = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
         )
-    assert found, f"no artifact {key!r}"
+    assert len(found) == 1, f"{len(found)} artifacts {key!r} for flow run {flow_run_id}"
     return found[0]
 
 
@@ -54,7 +63,7 @@ async def test_ingest_completes_and_publishes_manifest(demo_server, data_root):
         assert (data_root / (entry.path or "")).read_bytes() == (
             demo_data_dir() / Path(entry.path or "").name
         ).read_bytes()
-    artifact = await latest_artifact("alpha-ingest-manifest")
+    artifact = await run_artifact("alpha-ingest-manifest", state.state_details.flow_run_id)
     assert artifact.type == "table"
     assert "3 of 3 sources ok" in (artifact.description or "")
     assert artifact.flow_run_id == state.state_details.flow_run_id

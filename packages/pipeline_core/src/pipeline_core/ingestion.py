@@ -1,10 +1,10 @@
 """Fetch a list of sources with bounded concurrency and record them in a manifest.
 
 Concurrency comes from `settings.concurrency` *lanes*: each lane takes the next source
-from a shared queue until none is left. Flows run each lane as one Prefect task, so a
-run of 200 sources makes 8 task runs rather than 200 (per-source results are in the
-manifest, its artifact and the lane's logs) — task-run overhead and server load stay
-flat as the source list grows.
+from a shared queue until none is left. The `ingest` flow runs all lanes inside one
+Prefect task run, so a run of 200 sources makes 1 task run rather than 200 (per-source
+results are in the manifest, its artifact and each lane's line of counts) — task-run
+overhead and server load stay flat as the source list grows.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ async def ingest_sources(
 ) -> Manifest:
     """Fetch every source (at most `settings.concurrency` at once) and write the manifest.
 
-    `lane` runs one lane (same signature as `run_lane`); flows pass a Prefect task here.
+    `lane` runs one lane (same signature as `run_lane`), e.g. wrapped as a Prefect task.
     `secrets` reads the secrets named by sources' `auth` (in flows: Prefect Secret blocks).
     The manifest lists every source in order, failed ones included, and is written as
     `manifests/<run_id>.json` and `manifests/latest.json`.
