@@ -24,7 +24,7 @@ from werkzeug import Request, Response
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-REPO_DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = f"tok-{secrets.token_hex(12)}"  # unique: nothing else can contain it
 BODY = b"id,value\n1,10\n2,20\n"
 
@@ -51,9 +51,17 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def deploy_dir(tmp_path: Path) -> Path:
-    """The repo's deploy/ with an `alpha_sources` that needs the token (the supported way)."""
-    deploy = Path(shutil.copytree(REPO_DEPLOY, tmp_path / "deploy"))
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the repo's deploy/ and [tool.airnub] table (the project folder)."""
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+@pytest.fixture
+def deploy_dir(checkout: Path) -> Path:
+    """Alpha's deploy folder with an `alpha_sources` that needs the token (the supported way)."""
+    deploy = checkout / "deploy" / "projects" / "alpha"
     write_sources(deploy, [guarded_source("${AIRNUB_DEMO_DATA_URL}/guarded.csv")])
     return deploy
 
@@ -72,15 +80,34 @@ def write_sources(deploy: Path, value: list[dict[str, Any]]) -> None:
 
 
 async def setup_apply(deploy: Path, env: dict[str, str]) -> bool:
-    """`airnub setup apply`'s validate-then-apply, against the test harness's server."""
+    """`airnub setup apply`'s validate-then-apply (the deploy service, the CLI's reporter)
+    for the checkout holding `deploy`, with `env` over the stack's values, against the
+    test harness's server."""
     from prefect.settings import PREFECT_API_URL
 
-    from deploy_tools.cli.setup import apply_setup
+    from deploy_tools.cli.terminal import RichReporter
+    from deploy_tools.deploy_service import DeployError, apply_setup
+    from deploy_tools.settings import load_settings
+    from deploy_tools.stack import Ports, ProcessStack
 
     api_url = PREFECT_API_URL.value()
     assert api_url
-    # apply_setup runs its own event loop (it is a CLI command): give it a thread.
-    return await asyncio.to_thread(apply_setup, deploy, "prefect.local.yaml", env, api_url)
+    settings = load_settings(deploy.parents[2])
+    real = ProcessStack(settings, Ports(4200, 8765))
+
+    class Stack:  # the process stack's values, with the test's own on top
+        def apply_env(self, project: Any = None) -> dict[str, str]:
+            return {**real.apply_env(project), **env}
+
+    def apply() -> bool:
+        try:
+            apply_setup(settings, Stack(), RichReporter(), api_url=api_url)  # type: ignore[arg-type]
+        except DeployError:
+            return False
+        return True
+
+    # apply_setup runs its own event loop (it is a CLI step): give it a thread.
+    return await asyncio.to_thread(apply)
 
 
 def database_file() -> Path:
@@ -134,7 +161,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
     guarded: str,
     data_root: Path,
     deploy_dir: Path,
-    tmp_path: Path,
+    checkout: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     from prefect import get_client
@@ -148,7 +175,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
 
     leaky_url = f"http://reader:{TOKEN}@{guarded.removeprefix('http://')}/guarded.csv"
     env = {
-        "AIRNUB_PROJECT_DIR": str(tmp_path),
+        "AIRNUB_PROJECT_DIR": str(checkout),
         "AIRNUB_DATA_ROOT": str(data_root),
         "AIRNUB_DEMO_DATA_URL": guarded,
         "AIRNUB_SOURCE_TOKEN": TOKEN,

@@ -63,7 +63,7 @@ def test_invalid_name_is_refused_and_nothing_written(checkout: Path, name: str):
 
 def test_taken_name_is_refused(checkout: Path):
     before = state(checkout)
-    with pytest.raises(ScaffoldError, match="packages/flows_alpha exists already"):
+    with pytest.raises(ScaffoldError, match="exists already"):
         create_project(checkout, "alpha", lock=False)
     assert state(checkout) == before
 
