@@ -24,6 +24,7 @@ from pipeline_core.manifest import (
     read_latest,
     write_manifest,
 )
+from pipeline_core.storage import sweep_stale
 from pipeline_core.urls import redact_text
 
 if TYPE_CHECKING:
@@ -119,6 +120,9 @@ async def ingest_sources(
     """
     if not sources:
         raise ValueError("no sources to ingest: the source list is empty")
+    # Temp files of runs killed mid-download (e.g. by `deploy:down`) are never reused: drop old ones.
+    if swept := await sweep_stale(storage, settings.stale_part_seconds):
+        get_logger("pipeline_core.ingest").info("stale temp files removed", files=swept)
     previous = await read_latest(storage)
     work: Work = asyncio.Queue()
     for item in enumerate(sources):

@@ -36,6 +36,10 @@ class AlphaSettings(BaseSettings):
     max_backoff_seconds: float = Field(default=30.0, ge=0, description="Cap on one retry delay.")
     max_redirects: int = Field(default=5, ge=0, description="Redirects followed per request.")
     user_agent: str = Field(default="airnub-pipeline/0.1 (+https://github.com/airnub)")
+    stale_part_seconds: PositiveFloat = Field(
+        default=3600.0,
+        description="Temp files of interrupted runs older than this are removed by the next ingest.",
+    )
     storage_block: str | None = Field(
         default=None,
         description=(

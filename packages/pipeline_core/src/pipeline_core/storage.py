@@ -9,10 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
+
+# `LocalStorage.stage` temp files: `tempfile.mkstemp(prefix=".", suffix=".part")` names them
+# "." + 8 characters of [a-z0-9_] + ".part". Only names of exactly that shape are swept.
+_PART_NAME = re.compile(r"\.[a-z0-9_]{8}\.part")
+STALE_PART_SECONDS = 3600.0
 
 
 class UnsafePathError(ValueError):
@@ -129,6 +137,27 @@ class LocalStorage:
         async with self.stage(str(PurePosixPath(safe_relpath(path)).parent)) as staged:
             staged.file.write(data)
             await staged.commit(path)
+
+    def sweep_stale(self, max_age: float = STALE_PART_SECONDS) -> list[Path]:
+        """Remove temp files `stage` left behind (a killed run) older than `max_age` seconds.
+
+        Only regular files named like `stage`'s temp files are touched, anywhere under the
+        root; a temp file being written is younger than `max_age` (its mtime moves with each
+        write) and stays. Returns the removed paths.
+        """
+        cutoff = time.time() - max_age
+        removed: list[Path] = []
+        for folder, _dirs, files in os.walk(self.root):  # symlinked folders are not followed
+            for name in files:
+                if not _PART_NAME.fullmatch(name):
+                    continue
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    st = path.lstat()
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path)
+        return removed
 
     @contextlib.asynccontextmanager
     async def stage(self, near: str) -> AsyncIterator[StagedFile]:
@@ -269,6 +298,16 @@ def _is_s3_bucket(block: Any) -> bool:
     except ImportError:
         return False
     return isinstance(block, S3Bucket)
+
+
+async def sweep_stale(storage: Storage, max_age: float = STALE_PART_SECONDS) -> int:
+    """Remove a local store's stale temp files (see `LocalStorage.sweep_stale`); how many.
+
+    Other stores stage in anonymous temp files that vanish with their process: nothing to do.
+    """
+    if not isinstance(storage, LocalStorage):
+        return 0
+    return len(await asyncio.to_thread(storage.sweep_stale, max_age))
 
 
 async def open_storage(data_root: Path, block_name: str | None) -> Storage:
