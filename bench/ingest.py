@@ -199,7 +199,7 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
 
         from flows_alpha.ingest import ingest
         from pipeline_core.ingestion import ingest_sources
-        from pipeline_core.settings import AlphaSettings
+        from pipeline_core.settings import PipelineSettings
         from pipeline_core.sources import parse_sources
         from pipeline_core.storage import LocalStorage
 
@@ -246,7 +246,9 @@ def run(args: argparse.Namespace, out: IO[str], log_file: Path) -> None:
                 timed("a", flow_run)
                 timed("c", flow_run)
                 # the same pipeline_core code without Prefect: what the flow itself adds
-                settings = AlphaSettings(data_root=work / f"plain{r}", concurrency=args.concurrency)
+                settings = PipelineSettings(
+                    data_root=work / f"plain{r}", concurrency=args.concurrency
+                )
                 plain = functools.partial(
                     ingest_sources,
                     wanted,

@@ -95,7 +95,7 @@ def test_scaffold_renders_clean_code_and_registers_it(checkout: Path):
     for source in package.rglob("*.py"):
         py_compile.compile(str(source), doraise=True)
     flows = (package / "src/flows_sales_eu/flows.py").read_text()
-    assert '@flow(name="sales_eu_pipeline")' in flows
+    assert '@sources_flow("sales_eu_pipeline")' in flows
     assert (
         "class SalesEuSettings(PipelineSettings)"
         in (package / "src/flows_sales_eu/settings.py").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.storage import LocalStorage
 
 
@@ -26,9 +26,9 @@ def storage(data_root: Path) -> LocalStorage:
 
 
 @pytest.fixture
-def settings(data_root: Path) -> AlphaSettings:
+def settings(data_root: Path) -> PipelineSettings:
     # Fast policy for tests: short timeouts, quick backoff.
-    return AlphaSettings(
+    return PipelineSettings(
         data_root=data_root,
         concurrency=4,
         connect_timeout=2,

@@ -13,7 +13,7 @@ from werkzeug import Request, Response
 from pipeline_core.auth import SourceAuthError, auth_headers, read_once
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source, SourcesError, parse_sources
 from pipeline_core.storage import LocalStorage
 
@@ -118,7 +118,7 @@ def test_url_with_userinfo_is_refused_naming_index_and_source(url):
         with pytest.raises(SourcesError) as info:
             parse_sources(given)
         message = str(info.value)
-        assert "alpha_sources[1]" in message
+        assert "sources[1]" in message
         assert "source 'private'" in message
         assert "`auth`" in message
         assert "tok-3f9a1c" not in message
@@ -138,7 +138,7 @@ def guarded(httpserver: HTTPServer) -> HTTPServer:
 
 
 async def test_authenticated_download_and_per_source_failures(
-    guarded: HTTPServer, storage: LocalStorage, settings: AlphaSettings, data_root: Path
+    guarded: HTTPServer, storage: LocalStorage, settings: PipelineSettings, data_root: Path
 ):
     url = guarded.url_for("/data.csv")
     sources = parse_sources(
@@ -173,7 +173,7 @@ async def test_authenticated_download_and_per_source_failures(
 
 
 async def test_unreadable_secret_keeps_pointing_at_the_last_good_copy(
-    guarded: HTTPServer, storage: LocalStorage, settings: AlphaSettings
+    guarded: HTTPServer, storage: LocalStorage, settings: PipelineSettings
 ):
     (src,) = parse_sources(
         [{"name": "a", "url": guarded.url_for("/data.csv"), "auth": {"secret": "tok"}}]

@@ -15,7 +15,7 @@ from werkzeug import Request, Response
 
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus, Manifest
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import LocalStorage
 
@@ -29,7 +29,7 @@ def src(url: str, name: str = "alpha") -> Source:
 
 
 async def run(
-    storage: LocalStorage, settings: AlphaSettings, url: str, run_id: str, name: str = "alpha"
+    storage: LocalStorage, settings: PipelineSettings, url: str, run_id: str, name: str = "alpha"
 ) -> Manifest:
     return await ingest_sources([src(url, name)], storage=storage, settings=settings, run_id=run_id)
 
@@ -45,7 +45,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def seeded(
-    httpserver: HTTPServer, storage: LocalStorage, settings: AlphaSettings, data_root: Path
+    httpserver: HTTPServer, storage: LocalStorage, settings: PipelineSettings, data_root: Path
 ):
     """A first good run of source 'alpha' (served at /good.csv); returns (manifest, snapshot)."""
     httpserver.expect_request("/good.csv").respond_with_data(GOOD, content_type="text/csv")
@@ -56,7 +56,12 @@ async def seeded(
 
 
 async def assert_failed_and_intact(
-    storage: LocalStorage, settings: AlphaSettings, data_root: Path, seeded, url: str, *needles: str
+    storage: LocalStorage,
+    settings: PipelineSettings,
+    data_root: Path,
+    seeded,
+    url: str,
+    *needles: str,
 ) -> str:
     first, before = seeded
     second = await run(storage, settings, url, "run-2")

@@ -21,7 +21,7 @@ from werkzeug import Response
 
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestWriteError
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import LocalStorage
 
@@ -52,7 +52,7 @@ async def test_unusual_redirect_is_that_sources_failure(
     httpserver: HTTPServer,
     raw_server,
     storage: LocalStorage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     data_root: Path,
     location: str,
     needle: str,
@@ -75,7 +75,7 @@ async def test_unusual_redirect_is_that_sources_failure(
 
 
 async def test_credentials_do_not_follow_a_redirect_to_another_origin(
-    httpserver: HTTPServer, storage: LocalStorage, settings: AlphaSettings
+    httpserver: HTTPServer, storage: LocalStorage, settings: PipelineSettings
 ):
     other = HTTPServer(host="127.0.0.1", port=0)
     other.start()
@@ -165,7 +165,9 @@ async def test_decoded_size_counts_against_the_limit(httpserver, storage, settin
     )
     entry = manifest.entries[0]
     assert entry.status is EntryStatus.FAILED
-    assert f"sent more than {64 * 1024} bytes (ALPHA_MAX_BYTES)" in (entry.error or "")
+    assert f"sent more than {64 * 1024} bytes ({settings.env_name('max_bytes')})" in (
+        entry.error or ""
+    )
     assert not stray_files(data_root)
     assert not [p for p in (data_root / "raw").rglob("*") if p.is_file()]
 
@@ -195,7 +197,7 @@ def tiny_root(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_disk_full_while_storing_is_that_sources_failure(
-    httpserver: HTTPServer, settings: AlphaSettings, tiny_root: Path
+    httpserver: HTTPServer, settings: PipelineSettings, tiny_root: Path
 ):
     httpserver.expect_request("/big.csv").respond_with_data(b"x" * (2 * 1024 * 1024))
     httpserver.expect_request("/good.csv").respond_with_data(GOOD)
@@ -218,7 +220,7 @@ async def test_disk_full_while_storing_is_that_sources_failure(
 
 
 async def test_manifest_that_cannot_be_written_leaves_latest_as_it_was(
-    httpserver: HTTPServer, settings: AlphaSettings, tiny_root: Path
+    httpserver: HTTPServer, settings: PipelineSettings, tiny_root: Path
 ):
     httpserver.expect_request("/good.csv").respond_with_data(GOOD)
     storage = LocalStorage(tiny_root)
@@ -248,7 +250,7 @@ async def test_manifest_that_cannot_be_written_leaves_latest_as_it_was(
 
 
 async def test_empty_source_list_is_refused_and_latest_untouched(
-    httpserver: HTTPServer, storage: LocalStorage, settings: AlphaSettings, data_root: Path
+    httpserver: HTTPServer, storage: LocalStorage, settings: PipelineSettings, data_root: Path
 ):
     httpserver.expect_request("/good.csv").respond_with_data(GOOD)
     await ingest_sources(

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.manifest import EntryStatus, Manifest
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import LocalStorage
 
@@ -206,7 +206,7 @@ def scenarios(draw: st.DrawFn) -> list[Answer]:
     return [draw(answers(i, count)) for i in range(count)]
 
 
-FAST = AlphaSettings(
+FAST = PipelineSettings(
     concurrency=3,
     connect_timeout=1,
     read_timeout=0.3,

@@ -24,12 +24,12 @@ CHILD = """
 import asyncio, json, sys
 from pathlib import Path
 from pipeline_core.ingestion import ingest_sources
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import LocalStorage
 
 base, root, limit = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-settings = AlphaSettings(concurrency=8, max_bytes=limit, max_retries=0, total_timeout=120)
+settings = PipelineSettings(concurrency=8, max_bytes=limit, max_retries=0, total_timeout=120)
 sources = [Source(name=f"bomb{i}", url=f"{base}/bomb{i}.csv") for i in range(8)]
 sources.append(Source(name="stacked", url=f"{base}/stacked.csv"))
 manifest = asyncio.run(

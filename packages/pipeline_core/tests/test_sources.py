@@ -1,4 +1,4 @@
-"""Validation of the `alpha_sources` value."""
+"""Validation of a sources value."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ def test_valid_list_from_json_text():
 @pytest.mark.parametrize(
     ("value", "needle"),
     [
-        ('[{"name": "a", "url": "ftp://x/a.csv"}]', "alpha_sources[0][url]"),
-        ('[{"url": "http://127.0.0.1/a"}]', "alpha_sources[0][name]: Field required"),
-        ('[{"name": "a", "url": "http://h/a", "colour": 1}]', "alpha_sources[0][colour]"),
-        ('[{"name": "../x", "url": "http://h/a"}]', "alpha_sources[0][name]"),
+        ('[{"name": "a", "url": "ftp://x/a.csv"}]', "sources[0][url]"),
+        ('[{"url": "http://127.0.0.1/a"}]', "sources[0][name]: Field required"),
+        ('[{"name": "a", "url": "http://h/a", "colour": 1}]', "sources[0][colour]"),
+        ('[{"name": "../x", "url": "http://h/a"}]', "sources[0][name]"),
         (
             '[{"name": "a", "url": "http://h/a", "schema": {"c": {"type": "blob"}}}]',
             "[schema][c][type]",
@@ -27,7 +27,7 @@ def test_valid_list_from_json_text():
         ("[{]", "not valid JSON"),
         (
             '[{"name": "a", "url": "http://h/1"}, {"name": "a", "url": "http://h/2"}]',
-            "alpha_sources[1].name 'a' is a duplicate",
+            "sources[1].name 'a' is a duplicate",
         ),
     ],
 )
@@ -35,4 +35,4 @@ def test_invalid_sources_name_the_bad_field(value, needle):
     with pytest.raises(SourcesError) as info:
         parse_sources(value)
     assert needle in str(info.value)
-    assert "alpha_sources" in str(info.value)
+    assert "sources" in str(info.value)

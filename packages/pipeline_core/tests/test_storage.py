@@ -20,11 +20,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipeline_core.ingestion import ingest_sources
+from pipeline_core.integrations.prefect import BlockStorage
 from pipeline_core.manifest import EntryStatus
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import (
-    BlockStorage,
     LocalStorage,
     Storage,
     UnsafePathError,
@@ -215,7 +215,7 @@ def serve_with_etags(httpserver: HTTPServer, bodies: dict[str, bytes]) -> None:
 async def test_unchanged_run_over_s3_reads_no_stored_object(
     httpserver: HTTPServer,
     s3_storage: BlockStorage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     s3_calls: Callable[[], S3Calls],
 ):
     bodies = {f"s{k}.csv": f"id,value\n{k},{k * 10}\n".encode() for k in range(3)}
@@ -268,7 +268,7 @@ def stored_files(storage: Storage, folder: str) -> list[str]:
 
 
 async def test_same_bytes_under_a_new_name_are_stored_once(
-    any_storage: Storage, httpserver: HTTPServer, settings: AlphaSettings
+    any_storage: Storage, httpserver: HTTPServer, settings: PipelineSettings
 ):
     a, b = b"id,value\n1,10\n", b"id,value\n2,20\n"
     served = [("a.csv", a), ("b.csv", b), ("a3.csv", a)]

@@ -10,7 +10,7 @@ from pathlib import Path
 from pytest_httpserver import HTTPServer
 
 from pipeline_core.ingestion import ingest_sources
-from pipeline_core.settings import AlphaSettings
+from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source
 from pipeline_core.storage import LocalStorage, sweep_stale
 
@@ -92,7 +92,7 @@ async def test_the_next_ingest_sweeps_old_temp_files(
     young = _part(root / "raw" / "alpha", 10)
     other = _file(root / "notes.part", 3 * HOUR)
     httpserver.expect_request("/a.csv").respond_with_data(b"id\n1\n", content_type="text/csv")
-    settings = AlphaSettings(data_root=root, stale_part_seconds=HOUR, max_retries=0)
+    settings = PipelineSettings(data_root=root, stale_part_seconds=HOUR, max_retries=0)
 
     manifest = await ingest_sources(
         [Source(name="alpha", url=httpserver.url_for("/a.csv"))],
@@ -108,6 +108,11 @@ async def test_the_next_ingest_sweeps_old_temp_files(
 
 
 def test_the_threshold_is_a_setting(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    assert AlphaSettings().stale_part_seconds == HOUR
-    monkeypatch.setenv("ALPHA_STALE_PART_SECONDS", "120")
-    assert AlphaSettings().stale_part_seconds == 120
+    from pydantic_settings import SettingsConfigDict
+
+    class BetaSettings(PipelineSettings):
+        model_config = SettingsConfigDict(env_prefix="BETA_")
+
+    assert BetaSettings().stale_part_seconds == HOUR
+    monkeypatch.setenv("BETA_STALE_PART_SECONDS", "120")
+    assert BetaSettings().stale_part_seconds == 120

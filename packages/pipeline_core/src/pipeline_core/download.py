@@ -28,7 +28,7 @@ from pipeline_core.storage import describe_os_error
 from pipeline_core.urls import redact_text, redact_url
 
 if TYPE_CHECKING:
-    from pipeline_core.settings import AlphaSettings
+    from pipeline_core.settings import PipelineSettings
     from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
 
@@ -54,7 +54,7 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def make_client(settings: AlphaSettings) -> httpx.AsyncClient:
+def make_client(settings: PipelineSettings) -> httpx.AsyncClient:
     """An HTTP client configured from settings (timeouts, user agent, pool size).
 
     It follows no redirect itself: `download_source` checks each `Location` before
@@ -100,7 +100,7 @@ async def download_source(
     *,
     client: httpx.AsyncClient,
     storage: Storage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     previous: ManifestEntry | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> ManifestEntry:
@@ -185,7 +185,7 @@ async def _fetch_once(
     url: str,
     client: httpx.AsyncClient,
     storage: Storage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     previous: ManifestEntry | None,
     headers: dict[str, str],
 ) -> ManifestEntry:
@@ -216,7 +216,7 @@ async def _store_body(
     url: str,
     response: httpx.Response,
     storage: Storage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     previous: ManifestEntry | None,
 ) -> ManifestEntry:
     where = redact_url(str(response.url))
@@ -242,7 +242,7 @@ async def _store_body(
     encoding = response.headers.get("Content-Encoding")
     if expected is not None and encoding is None and expected > settings.max_bytes:
         raise DownloadError(
-            f"{where} declares {expected} bytes, over the limit of {settings.max_bytes} (ALPHA_MAX_BYTES)"
+            f"{where} declares {expected} bytes, over the limit of {settings.max_bytes} ({settings.env_name('max_bytes')})"
         )
     try:
         decoder = BodyDecoder(encoding, limit=settings.max_bytes, chunk=CHUNK)
@@ -295,7 +295,7 @@ async def _store_body(
 
 
 def _decoded(
-    decoder: BodyDecoder, raw: bytes | None, where: str, settings: AlphaSettings
+    decoder: BodyDecoder, raw: bytes | None, where: str, settings: PipelineSettings
 ) -> Iterator[bytes]:
     """Decode one raw chunk (None: the end of the body) piece by piece, so a highly
     compressed chunk never inflates in one go; errors become DownloadError."""
@@ -303,7 +303,8 @@ def _decoded(
         yield from (decoder.feed(raw) if raw is not None else decoder.finish())
     except OverflowError:
         raise DownloadError(
-            f"{where} sent more than {settings.max_bytes} bytes (ALPHA_MAX_BYTES); stopped"
+            f"{where} sent more than {settings.max_bytes} bytes "
+            f"({settings.env_name('max_bytes')}); stopped"
         ) from None
     except ValueError as exc:
         raise DownloadError(f"{exc} from {where}", retryable=decoder.truncated) from None

@@ -29,7 +29,7 @@ from pipeline_core.urls import redact_text
 
 if TYPE_CHECKING:
     from pipeline_core.auth import SecretResolver
-    from pipeline_core.settings import AlphaSettings
+    from pipeline_core.settings import PipelineSettings
     from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
 
@@ -45,7 +45,7 @@ async def run_lane(
     previous: Manifest | None,
     client: Any,
     storage: Storage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     secrets: SecretResolver | None = None,
 ) -> int:
     """Fetch sources from `work` until it is empty; returns how many this lane did.
@@ -102,7 +102,7 @@ async def ingest_sources(
     sources: list[Source],
     *,
     storage: Storage,
-    settings: AlphaSettings,
+    settings: PipelineSettings,
     run_id: str,
     lane: Lane = run_lane,
     secrets: SecretResolver | None = None,

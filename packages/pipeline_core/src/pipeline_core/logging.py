@@ -26,7 +26,7 @@ from pipeline_core.urls import redact_urls_in
 _configured = False
 
 # structlog method names -> stdlib levels.
-_LEVELS = {
+LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "msg": logging.INFO,
@@ -95,29 +95,6 @@ def redact_urls(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     return {k: redact_urls_in(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
-def forward_to_prefect_run(
-    logger: WrappedLogger, method_name: str, event_dict: EventDict
-) -> EventDict:
-    """structlog processor: inside a flow/task run, log the event to the run's Prefect logger.
-
-    The event is then dropped (`structlog.DropEvent`) so the terminal shows it once, through
-    Prefect's console handler. Outside a run the event passes through unchanged.
-    """
-    if "prefect" not in sys.modules:  # no Prefect loaded, so no run can be active
-        return event_dict
-    from prefect.context import FlowRunContext, TaskRunContext
-    from prefect.logging import get_run_logger
-
-    if TaskRunContext.get() is None and FlowRunContext.get() is None:
-        return event_dict
-    level = _LEVELS.get(method_name, logging.INFO)
-    exc_info = event_dict.get("exc_info")
-    if method_name == "exception" and exc_info is None:
-        exc_info = True
-    get_run_logger().log(level, format_message(event_dict), exc_info=exc_info or None)
-    raise structlog.DropEvent
-
-
 def configure_logging(
     level: int | str = logging.INFO,
     *,
@@ -151,13 +128,15 @@ def configure_logging(
     numeric_level = (
         level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     )
+    from pipeline_core.integrations.prefect._logging import forward_to_prefect_run
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
             redact_urls,
-            forward_to_prefect_run,
+            forward_to_prefect_run,  # stays inert until Prefect is imported
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             *(

@@ -630,14 +630,18 @@ def _cell(value: Any) -> str:
 
 
 def render_markdown(
-    summary: ProcessSummary, *, max_invalid_shown: int = 20, max_reasons_shown: int = 10
+    summary: ProcessSummary,
+    *,
+    title: str = "Processing summary",
+    max_invalid_shown: int = 20,
+    max_reasons_shown: int = 10,
 ) -> str:
     """A report a person can read in the Prefect UI (a markdown artifact): totals, a row per
     source, and per source its first invalid rows, where the others are, and the most
     frequent kinds of reason."""
     t = summary.totals
     lines = [
-        "# Project Alpha — processing summary",
+        f"# {title}",
         "",
         f"Manifest `{summary.manifest_run_id}` · {t.sources} sources: {t.processed} processed, "
         f"{t.errors} errors, {t.skipped} skipped · rows in **{t.rows_in}**, "

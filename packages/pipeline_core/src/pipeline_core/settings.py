@@ -1,4 +1,14 @@
-"""Typed settings for pipelines, read from `ALPHA_*` environment variables (and `.env`)."""
+"""Typed settings of a pipeline: a base that each flows package gives its own prefix and defaults.
+
+`pipeline_core` names no project. A flows package subclasses `PipelineSettings` with its
+environment prefix and data root:
+
+    class PipelineSettings(PipelineSettings):
+        model_config = SettingsConfigDict(env_prefix="ALPHA_", env_file=".env", extra="ignore")
+        data_root: Path = Path("data/project_alpha_demo_outputs")
+
+and every field is then read from `ALPHA_<FIELD>` (e.g. `ALPHA_MAX_BYTES`).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +18,25 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class AlphaSettings(BaseSettings):
-    """Settings of the Project Alpha pipelines.
+class PipelineSettings(BaseSettings):
+    """Download, storage and processing settings shared by every pipeline.
+
+    Used as is it reads unprefixed variables (`DATA_ROOT`, ...); flows packages subclass it
+    with their own `env_prefix`.
 
     Example:
-        >>> AlphaSettings(concurrency=2).concurrency
+        >>> PipelineSettings(concurrency=2).concurrency
         2
     """
 
-    model_config = SettingsConfigDict(env_prefix="ALPHA_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    def env_name(self, field: str) -> str:
+        """The environment variable that sets `field`, e.g. `ALPHA_MAX_BYTES`, for messages."""
+        return f"{self.model_config.get('env_prefix', '')}{field}".upper()
 
     data_root: Path = Field(
-        default=Path("data/project_alpha_demo_outputs"),
+        default=Path("data/outputs"),
         description="Where raw files, manifests and processed outputs are written.",
     )
     concurrency: PositiveInt = Field(default=8, description="Downloads running at once.")

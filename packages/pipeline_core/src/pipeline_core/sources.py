@@ -80,7 +80,7 @@ class SourcesError(ValueError):
 _SOURCES = TypeAdapter(list[Source])
 
 
-def parse_sources(value: Any, *, origin: str = "alpha_sources") -> list[Source]:
+def parse_sources(value: Any, *, origin: str = "sources") -> list[Source]:
     """Validate a sources value (a list of objects, or its JSON text).
 
     Raises:

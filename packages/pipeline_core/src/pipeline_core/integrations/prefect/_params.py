@@ -52,7 +52,7 @@ SourcesParam = Annotated[
                 {"type": "null"},
             ],
             "description": (
-                "Sources to fetch (default: the alpha_sources Variable). URLs may not hold "
+                "Sources to fetch (default: the project's sources Variable). URLs may not hold "
                 "credentials: use `auth` with a Secret block."
             ),
         }

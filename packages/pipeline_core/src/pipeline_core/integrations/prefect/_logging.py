@@ -1,0 +1,34 @@
+"""The structlog -> Prefect run-log bridge."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from pipeline_core.logging import LEVELS, format_message
+
+
+def forward_to_prefect_run(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """structlog processor: inside a flow/task run, log the event to the run's Prefect logger.
+
+    The event is then dropped (`structlog.DropEvent`) so the terminal shows it once, through
+    Prefect's console handler. Outside a run the event passes through unchanged.
+    """
+    if "prefect" not in sys.modules:  # no Prefect loaded, so no run can be active
+        return event_dict
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging import get_run_logger
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return event_dict
+    level = LEVELS.get(method_name, logging.INFO)
+    exc_info = event_dict.get("exc_info")
+    if method_name == "exception" and exc_info is None:
+        exc_info = True
+    get_run_logger().log(level, format_message(event_dict), exc_info=exc_info or None)
+    raise structlog.DropEvent
