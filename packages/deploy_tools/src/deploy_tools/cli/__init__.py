@@ -24,6 +24,7 @@ _GROUPS = [
     ("check", "check", "Offline checks (entrypoint import gate)."),
     ("image", "image", "Build and verify the reproducible worker image."),
     ("deploy", "deploy", "One-command deploys: local and remote."),
+    ("new", "new", "Scaffold a new project (flows package + deploy files)."),
 ]
 
 for _module, _name, _help in _GROUPS:
