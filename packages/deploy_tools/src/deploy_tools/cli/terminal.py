@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `message` in red on stderr and return an Exit to raise."""
     sys.stdout.flush()  # keep the order of stdout and stderr lines
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")  # `[tool.airnub]` is no markup
     return typer.Exit(code)
 
 

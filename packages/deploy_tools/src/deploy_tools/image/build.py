@@ -119,6 +119,8 @@ def assemble_context(
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
     wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
     shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
+    # The [tool.airnub] table tells `airnub` in the image which projects and files exist.
+    shutil.copyfile(project / "pyproject.toml", ctx / "pyproject.toml")
     deploy = ctx / "deploy"
     deploy.mkdir()
     src = project / "deploy"
