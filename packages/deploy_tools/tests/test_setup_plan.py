@@ -272,8 +272,7 @@ def test_url_with_userinfo_in_a_variable_is_refused_without_showing_it(
     text = "\n".join(problems(checkout))
     # The generic check (any variable) and the sources' own validation both refuse it.
     assert "variables/alpha_sources.yaml: value[1].url: a URL with a user name or password" in text
-    # (the parser names the value `sources`, it knows no project)
-    assert "sources[1]: Value error, source 'stations': the URL holds a user name" in text
+    assert "alpha_sources[1]: Value error, source 'stations': the URL holds a user name" in text
     assert "variables/other.yaml: value.mirror: a URL with a user name or password" in text
     assert "pw-SECRET" not in text
 
