@@ -31,12 +31,22 @@ def _imported_top_level() -> dict[str, str]:
     return found
 
 
+def _workspace_packages() -> dict[str, list[str]]:
+    """Import name -> distribution of each workspace member (editable installs list no files)."""
+    found: dict[str, list[str]] = {}
+    for pyproject in sorted(PACKAGE.parent.glob("*/pyproject.toml")):
+        dist = tomllib.loads(pyproject.read_text())["project"]["name"]
+        for pkg in sorted((pyproject.parent / "src").glob("*/__init__.py")):
+            found.setdefault(pkg.parent.name, []).append(dist)
+    return found
+
+
 def test_every_third_party_import_is_declared() -> None:
     declared = {
         canonicalize_name(Requirement(r).name)
         for r in tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]["dependencies"]
     }
-    dists = packages_distributions()
+    dists = {**_workspace_packages(), **packages_distributions()}
     missing = []
     for module, where in _imported_top_level().items():
         if module in sys.stdlib_module_names or module == "deploy_tools":

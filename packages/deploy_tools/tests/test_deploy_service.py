@@ -70,7 +70,12 @@ class InertStack:
     def start_worker(self) -> None:
         self.asked.append("start_worker")
 
+    def stop_worker(self) -> bool:
+        self.asked.append("stop_worker")
+        return False
+
     def down(self) -> list[str]:
+        self.asked.append("down")
         return []
 
     def status(self) -> list[PartStatus]:
@@ -105,7 +110,7 @@ def test_gate_files_are_every_project_file_and_remote_on_request(checkout: Path)
 def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
     path = checkout / "deploy" / "projects" / "alpha" / "prefect.local.yaml"
     path.write_text(
-        path.read_text().replace("flows_alpha.process:process", "flows_alpha.process:gone")
+        path.read_text().replace("flows_alpha.process:process", "flows_alpha.gone:process")
     )
     settings = load_settings(checkout)
     stack, reporter = InertStack(settings), RecordingReporter()
@@ -113,7 +118,8 @@ def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
         deploy_local(settings, stack, reporter)
     assert stack.asked == []
     (line,) = reporter.of("failure")
-    assert line.startswith(f"broken {path.resolve()}: local: flows_alpha.process:gone: ")
+    # named flow/deployment: every project's deployments are called `local`
+    assert line.startswith(f"broken {path.resolve()}: process/local: flows_alpha.gone:process: ")
     assert reporter.of("failed") == ["entrypoints: 1 of 3 entrypoints are broken"]
 
 
@@ -161,18 +167,112 @@ def test_no_projects_is_a_clear_error(tmp_path: Path) -> None:
         deploy_local(settings, InertStack(settings), RecordingReporter())
 
 
-def test_no_server_under_a_demo_run_is_one_line(
-    checkout: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
     from deploy_tools.deploy_service import run_deployment
 
-    monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "0")  # fail fast against the dead port
-
     reporter = RecordingReporter()
-    with pytest.raises(
-        DeployError, match=r"^the Prefect server at http://127\.0\.0\.1:9/api stopped answering$"
-    ):
+    with pytest.raises(DeployError) as caught:
         run_deployment(
             InertStack(load_settings(checkout)), "alpha_pipeline/local", reporter, timeout=5
         )
-    assert reporter.of("failed")[0].startswith("alpha_pipeline/local: ")
+    assert str(caught.value) == (
+        "the Prefect server at http://127.0.0.1:9/api stopped answering during the run of "
+        "alpha_pipeline/local (ConnectError: All connection attempts failed); "
+        "`airnub stack status` shows what is running"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert reporter.of("failed") == ["alpha_pipeline/local: the Prefect server stopped answering"]
+
+
+def test_no_server_under_setup_apply_is_one_line(checkout: Path) -> None:
+    from deploy_tools.deploy_service import apply_setup
+
+    settings = load_settings(checkout)
+    reporter = RecordingReporter()
+    with pytest.raises(DeployError) as caught:
+        apply_setup(settings, InertStack(settings), reporter)
+    assert str(caught.value).startswith(
+        "the Prefect server at http://127.0.0.1:9/api stopped answering during setup apply "
+        "(ConnectError: "
+    )
+    assert "\n" not in str(caught.value)
+    assert reporter.of("failed") == ["setup: the Prefect server stopped answering"]
+
+
+# -- issue 10: safe to run twice, safe to stop mid-run ----------------------------------------
+def _part_file(folder: Path, age: float) -> Path:
+    """A temp file named as `LocalStorage.stage` names them, `age` seconds old."""
+    import os
+    import tempfile
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    os.close(fd)
+    then = time.time() - age
+    os.utime(name, (then, then))
+    return Path(name)
+
+
+def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
+    checkout: Path,
+) -> None:
+    settings = load_settings(checkout)
+    (alpha,) = settings.projects
+    old = [_part_file(alpha.data_root, 7200), _part_file(alpha.data_root / "raw" / "x", 7200)]
+    young = _part_file(alpha.data_root / "raw" / "x", 60)
+    other = alpha.data_root / "notes.part"
+    other.write_text("not a temp file of ours")
+    reporter = RecordingReporter()
+    with pytest.raises(DeployError) as caught:
+        deploy_local(settings, InertStack(settings), reporter)  # the inert stack has no server
+    assert "stopped answering during setup apply" in str(caught.value)
+    assert "the stack is up" not in str(caught.value)  # its server is gone
+    assert not any(f.exists() for f in old)
+    assert young.exists() and other.exists()
+    assert reporter.of("info") == [
+        f"removed 2 stale temp file(s) of interrupted runs under {alpha.data_root}"
+    ]
+
+
+def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
+    import os
+
+    from deploy_tools.stack.lock import StackLock
+
+    settings = load_settings(checkout)
+    stack = InertStack(settings)
+    with (
+        StackLock(settings.local_dir, "stack down"),
+        pytest.raises(DeployError) as caught,
+    ):
+        deploy_local(settings, stack, RecordingReporter(), wait=False)
+    assert str(caught.value) == (
+        f"stack down (pid {os.getpid()}) is starting or stopping the stack of this checkout; "
+        "run again without --no-wait to wait for it"
+    )
+    assert stack.asked == []
+
+
+def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout: Path) -> None:
+    from deploy_tools.deploy_service import stop_local
+
+    settings = load_settings(checkout)
+    stack = InertStack(settings)
+    result = stop_local(settings, stack, RecordingReporter())
+    assert stack.asked == ["stop_worker", "down"]
+    assert result.cancelled == [] and result.stopped == []
+
+
+def test_stop_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
+    from deploy_tools.deploy_service import stop_local
+    from deploy_tools.stack.lock import StackLock
+
+    settings = load_settings(checkout)
+    stack = InertStack(settings)
+    with (
+        StackLock(settings.local_dir, "deploy local"),
+        pytest.raises(DeployError, match=r"^deploy local \(pid \d+\) is starting or stopping"),
+    ):
+        stop_local(settings, stack, RecordingReporter(), wait=False)
+    assert stack.asked == []

@@ -38,9 +38,29 @@ def test_every_broken_entrypoint_is_listed(tmp_path: Path, monkeypatch: pytest.M
     assert result.exit_code == 1
     out = result.output
     assert "4 of 5 entrypoints are broken" in out
-    assert "no-module: no_such_pkg.flows:f: ModuleNotFoundError" in out
-    assert "no-attr: flows_alpha.ingest:not_there" in out
-    assert "not-a-flow: json:dumps: json:dumps is a function, not a Prefect flow" in out
-    assert "import-error: raises_on_import.py:f:" in out
+    assert "f/no-module: no_such_pkg.flows:f: ModuleNotFoundError" in out
+    assert "not_there/no-attr: flows_alpha.ingest:not_there" in out
+    assert "dumps/not-a-flow: json:dumps: json:dumps is a function, not a Prefect flow" in out
+    assert "f/import-error: raises_on_import.py:f:" in out
     assert "boom at import" in out
-    assert "broken prefect.local.yaml: good" not in out
+    assert "ingest/good" not in out
+
+
+def test_a_broken_deployment_is_named_flow_slash_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every project's deployments are called `local`: the flow part says which one is broken.
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "prefect.local.yaml").write_text(
+        "deployments:\n"
+        "  - {name: local, entrypoint: 'flows_alpha.ingest:ingest'}\n"
+        "  - {name: local, entrypoint: 'flows_alpha.gone:process'}\n"
+        "  - {name: local, flow_name: alpha_pipeline, entrypoint: 'flows_alpha.gone:main'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["check", "entrypoints", "deploy/prefect.local.yaml"])
+    assert result.exit_code == 1
+    out = result.output
+    assert "broken deploy/prefect.local.yaml: process/local: flows_alpha.gone:process:" in out
+    assert "broken deploy/prefect.local.yaml: alpha_pipeline/local: flows_alpha.gone:main:" in out
+    assert "ingest/local" not in out

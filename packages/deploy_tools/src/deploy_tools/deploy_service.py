@@ -1,22 +1,35 @@
-"""The deploy use case: import gate → stack up → setup apply → every project's demo run.
+"""The deploy use case: import gate → stack up → setup apply → every project's demo run, and
+its inverse, `stop_local` (cancel the runs it interrupts, stop every part).
 
 Front ends (the `airnub` CLI now; compose and remote modes reuse the steps) pass a `Stack` and a
 `Reporter`; nothing here prints. A failed step reports its details through the reporter and
-raises `DeployError` with one line saying what to do next.
+raises `DeployError` with one line saying what to do next — also when the Prefect server goes
+away under a step.
+
+Safe to run twice: whatever starts or stops parts does so under the checkout's stack lock
+(`stack_lock`; `deploy_tools.stack.lock`), so a second caller waits for the first (or, with
+`wait=False`, refuses naming its PID).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from deploy_tools.runs import CancelledRun
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings
 from deploy_tools.setup import Change, SetupFiles
 from deploy_tools.stack.interface import Stack, StackError
+
+# How often the Prefect client retries a lost connection here (its default, 5 with back-off, is
+# about a minute): against the local stack a server that stopped answering is gone.
+DEMO_RETRIES = 1
+APPLY_RETRIES = 2
 
 
 class Reporter(Protocol):
@@ -47,6 +60,10 @@ class DeployError(RuntimeError):
     """A step failed; its details went to the reporter, the message says what to do next."""
 
 
+class ServerGoneError(DeployError):
+    """The Prefect server stopped answering during a step (the message is one line)."""
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """The outcome of one demo deployment's run."""
@@ -60,12 +77,58 @@ class DemoRun:
 
 
 @dataclass(frozen=True)
+class StopResult:
+    """What `stop_local` did: runs set to Cancelled, parts stopped (in order)."""
+
+    cancelled: list[CancelledRun]
+    stopped: list[str]
+
+
+@dataclass(frozen=True)
 class DeployResult:
     """What `deploy_local` leaves: where to look."""
 
     ui_url: str
     outputs: dict[str, Path]
     demos: list[DemoRun] = field(default_factory=list)
+
+
+# -- the checkout's stack lock -------------------------------------------------------------
+@contextmanager
+def stack_lock(
+    settings: AirnubSettings, command: str, reporter: Reporter, *, wait: bool = True
+) -> Iterator[None]:
+    """Hold the checkout's stack lock as `command` for the block (parts start or stop in it).
+
+    While another command holds it: report whom we wait for (once per holder) and wait, or with
+    `wait=False` refuse.
+
+    Raises:
+        DeployError: `wait` is False and the lock is held, naming the holder's command and PID.
+    """
+    from deploy_tools.stack.lock import LockHolder, StackBusyError, StackLock
+
+    def waiting(holder: LockHolder) -> None:
+        reporter.info(f"waiting for {holder.describe()} to finish…")
+
+    lock = StackLock(settings.local_dir, command, wait=wait, on_wait=waiting)
+    try:
+        lock.acquire()
+    except StackBusyError as exc:
+        raise DeployError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _server_gone_error(api_url: str, doing: str, lost: BaseException) -> ServerGoneError:
+    from deploy_tools.prefect_api import describe
+
+    return ServerGoneError(
+        f"the Prefect server at {api_url} stopped answering during {doing} ({describe(lost)}); "
+        "`airnub stack status` shows what is running"
+    )
 
 
 # -- import gate ---------------------------------------------------------------------------
@@ -137,7 +200,7 @@ def apply_setup(
     Raises:
         DeployError: invalid files (nothing applied) or the server refused an object.
     """
-    from deploy_tools.prefect_api import use_api
+    from deploy_tools.prefect_api import server_gone, use_api
     from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
 
     reporter.step_started("setup", "validating deploy/")
@@ -156,10 +219,14 @@ def apply_setup(
         )
         raise DeployError("setup apply stopped")
     reporter.progress("setup", "applying")
+    url = api_url or stack.api_url
     try:
-        with use_api(api_url or stack.api_url):
+        with use_api(url, retries=APPLY_RETRIES):
             changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
-    except Exception as exc:  # the server refused something: say what, without a traceback
+    except Exception as exc:  # the server refused something or went away: one line each
+        if (lost := server_gone(exc, url)) is not None:
+            reporter.step_finished("setup", "the Prefect server stopped answering", ok=False)
+            raise _server_gone_error(url, "setup apply", lost) from None
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         reporter.failure("objects listed before this line may already be applied; fix and rerun")
         raise DeployError("setup apply stopped") from None
@@ -179,7 +246,7 @@ def run_deployment(
 ) -> DemoRun:
     """Run `deployment` (`flow/deployment`) through `stack`, report its state live."""
     from deploy_tools.demo_run import run_and_watch
-    from deploy_tools.prefect_api import use_api
+    from deploy_tools.prefect_api import describe, server_gone, use_api
 
     reporter.step_started(deployment, "starting a run")
 
@@ -187,18 +254,17 @@ def run_deployment(
         reporter.progress(deployment, f"{run.name} {run.state_name} ({elapsed:.0f} s)")
 
     try:
-        with use_api(stack.api_url):
+        with use_api(stack.api_url, retries=DEMO_RETRIES):
             run = asyncio.run(run_and_watch(deployment, wait_seconds=timeout, on_update=show))
     except TimeoutError as exc:
         reporter.step_finished(deployment, str(exc), ok=False)
         return DemoRun(deployment, "", "Timeout", "", ok=False, message=str(exc))
     except Exception as exc:  # the server went away or refused: one line, not a traceback
-        from deploy_tools.prefect_api import server_answers
-
-        reporter.step_finished(deployment, f"{type(exc).__name__}: {exc}", ok=False)
-        if not server_answers(stack.api_url):
-            raise DeployError(f"the Prefect server at {stack.api_url} stopped answering") from None
-        raise DeployError(f"could not run {deployment}: {type(exc).__name__}: {exc}") from None
+        if (lost := server_gone(exc, stack.api_url)) is not None:
+            reporter.step_finished(deployment, "the Prefect server stopped answering", ok=False)
+            raise _server_gone_error(stack.api_url, f"the run of {deployment}", lost) from None
+        reporter.step_finished(deployment, describe(exc), ok=False)
+        raise DeployError(f"could not run {deployment}: {describe(exc)}") from None
     ok = run.state is not None and run.state.is_completed()
     url = f"{stack.ui_url}/runs/flow-run/{run.id}"
     result = DemoRun(
@@ -237,6 +303,53 @@ def run_demos(
     return runs
 
 
+# -- temp files of interrupted runs --------------------------------------------------------
+def sweep_temp_files(settings: AirnubSettings, reporter: Reporter) -> int:
+    """Remove the stale temp files interrupted runs left under each project's data root.
+
+    `pipeline_core`'s own sweep (`LocalStorage.sweep_stale`): only files named like its temp
+    files and older than its default age (1 h) go. Returns how many were removed.
+    """
+    from pipeline_core.storage import LocalStorage
+
+    total = 0
+    for project in settings.projects:
+        if project.data_root.is_dir() and (
+            removed := LocalStorage(project.data_root).sweep_stale()
+        ):
+            total += len(removed)
+            reporter.info(
+                f"removed {len(removed)} stale temp file(s) of interrupted runs under "
+                f"{project.data_root}"
+            )
+    return total
+
+
+# -- stopping ------------------------------------------------------------------------------
+def stop_local(
+    settings: AirnubSettings, stack: Stack, reporter: Reporter, *, wait: bool = True
+) -> StopResult:
+    """Stop every part under the stack lock; the runs the worker was running end Cancelled.
+
+    Runs of the local pool (`local_pool`) that are RUNNING, PENDING or CANCELLING, and their
+    subflow runs, are set to Cancelled ("stopped by deploy:down") before the worker stops, and
+    once more after (a run picked up in between). A server that does not answer is just stopped.
+
+    Raises:
+        DeployError: `wait` is False and another command holds the stack lock.
+    """
+    from deploy_tools.runs import end_interrupted_runs
+
+    with stack_lock(settings, "stack down", reporter, wait=wait):
+        cancelled = end_interrupted_runs(stack.api_url, settings.local_pool)
+        worker_stopped = stack.stop_worker()
+        cancelled += end_interrupted_runs(stack.api_url, settings.local_pool)
+        stopped = (["worker"] if worker_stopped else []) + stack.down()
+    for run in cancelled:
+        reporter.info(f"flow run {run.name}: {run.previous} → Cancelled (stopped by deploy:down)")
+    return StopResult(cancelled, stopped)
+
+
 # -- the whole use case --------------------------------------------------------------------
 def deploy_local(
     settings: AirnubSettings,
@@ -245,8 +358,13 @@ def deploy_local(
     *,
     demo: bool = True,
     timeout: float = 600.0,
+    wait: bool = True,
 ) -> DeployResult:
-    """Import gate, stack up, setup apply (the worker starts once its pool exists), demo runs.
+    """Import gate, stack up, stale temp-file sweep, setup apply (the worker starts once its pool
+    exists), demo runs.
+
+    Stack up, sweep and apply run under the checkout's stack lock (`wait=False`: refuse when
+    another command holds it); the demo runs do not, so `stack down` can stop a long one.
 
     Raises:
         DeployError: a step failed; the stack stays up for a look at it.
@@ -257,20 +375,25 @@ def deploy_local(
         )
     check_entrypoints(gate_files(settings), reporter)
 
-    reporter.step_started("stack", "starting the server and the demo-data server")
-    try:
-        stack.up(worker=False)
-    except StackError as exc:
-        reporter.step_finished("stack", "did not start", ok=False)
-        raise DeployError(str(exc)) from None
-    reporter.step_finished("stack", f"up — API {stack.api_url}")
+    with stack_lock(settings, "deploy local", reporter, wait=wait):
+        reporter.step_started("stack", "starting the server and the demo-data server")
+        try:
+            stack.up(worker=False)
+        except StackError as exc:
+            reporter.step_finished("stack", "did not start", ok=False)
+            raise DeployError(str(exc)) from None
+        reporter.step_finished("stack", f"up — API {stack.api_url}")
 
-    # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
-    # overlaps the rest of the apply.
-    try:
-        apply_setup(settings, stack, reporter, after_pools=stack.start_worker)
-    except DeployError as exc:
-        raise DeployError(f"{exc}; the stack is up (`airnub stack down` stops it)") from None
+        sweep_temp_files(settings, reporter)
+
+        # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
+        # overlaps the rest of the apply.
+        try:
+            apply_setup(settings, stack, reporter, after_pools=stack.start_worker)
+        except ServerGoneError:
+            raise
+        except DeployError as exc:
+            raise DeployError(f"{exc}; the stack is up (`airnub stack down` stops it)") from None
 
     demos = run_demos(settings, stack, reporter, timeout=timeout) if demo else []
     return DeployResult(stack.ui_url, {p.name: p.data_root for p in settings.projects}, demos)

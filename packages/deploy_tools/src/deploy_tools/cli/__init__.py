@@ -34,5 +34,21 @@ for _module, _name, _help in _GROUPS:
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point.
+
+    A lost connection to the Prefect server that a command did not handle itself still ends in
+    one line, not a traceback; any other error is shown as the bug it is.
+    """
+    try:
+        app()
+    except Exception as exc:
+        from deploy_tools.prefect_api import connection_failure, describe
+
+        lost = connection_failure(exc)
+        if lost is None:
+            raise
+        from deploy_tools.cli.terminal import fail
+
+        raise SystemExit(
+            fail(f"lost the connection to the Prefect server ({describe(lost)})").exit_code
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from deploy_tools.cli.stack import NoWait
 from deploy_tools.cli.terminal import RichReporter, console, fail, settings
 from deploy_tools.stack.mode import Mode
 
@@ -20,6 +21,7 @@ def local(
     data_port: int | None = typer.Option(None, help="Demo-data port (env AIRNUB_DATA_PORT)."),
     demo: bool = typer.Option(True, help="Run every project's demo deployment at the end."),
     timeout: float = typer.Option(600, help="Seconds to wait for each demo run."),
+    no_wait: bool = NoWait,
 ) -> None:
     """Import gate, stack up, setup apply, demo runs; then print the UI URL and the outputs."""
     from deploy_tools.deploy_service import DeployError, deploy_local
@@ -37,7 +39,7 @@ def local(
         raise fail(str(exc), code=2) from None
     reporter = RichReporter()
     try:
-        result = deploy_local(config, stack, reporter, demo=demo, timeout=timeout)
+        result = deploy_local(config, stack, reporter, demo=demo, timeout=timeout, wait=not no_wait)
     except DeployError as exc:
         raise fail(str(exc)) from None
     finally:

@@ -15,7 +15,7 @@ class EntrypointProblem:
     """An entrypoint that does not load as a Prefect flow."""
 
     file: Path
-    deployment: str
+    deployment: str  # `flow/deployment`, as Prefect names it (e.g. `ingest/local`)
     entrypoint: str
     error: str
 
@@ -41,6 +41,15 @@ def load_flow(entrypoint: str) -> Any:
     return obj
 
 
+def _flow_name(dep: dict[str, Any], entrypoint: str) -> str:
+    """The flow part of `flow/deployment` for a deployment whose flow may not even import.
+
+    Its `flow_name` key when set, else the entrypoint's function name (the flows of this
+    repository are named after their function, e.g. `flows_alpha.ingest:ingest` → `ingest`).
+    """
+    return str(dep.get("flow_name") or entrypoint.rpartition(":")[2] or "?")
+
+
 def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
     """Import each deployment's entrypoint in `files`; return (how many checked, problems)."""
     problems: list[EntrypointProblem] = []
@@ -52,8 +61,8 @@ def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
             problems.append(EntrypointProblem(file, "-", "-", f"cannot read: {exc}"))
             continue
         for i, dep in enumerate(doc.get("deployments") or []):
-            name = str(dep.get("name", f"deployments[{i}]"))
             entrypoint = str(dep.get("entrypoint", ""))
+            name = f"{_flow_name(dep, entrypoint)}/{dep.get('name', f'deployments[{i}]')}"
             checked += 1
             try:
                 load_flow(entrypoint)

@@ -66,6 +66,10 @@ class Stack(Protocol):
         """Start the worker unless it runs (called once its work pool exists)."""
         ...
 
+    def stop_worker(self) -> bool:
+        """Stop the worker (and the flow runs it started); True if it was running."""
+        ...
+
     def down(self) -> list[str]:
         """Stop every part that runs; return the names stopped."""
         ...

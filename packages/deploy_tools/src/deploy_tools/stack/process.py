@@ -263,6 +263,10 @@ class ProcessStack:
             f"the {part.name} was not healthy after {timeout:.0f} s; see {part.log_file}"
         )
 
+    def stop_worker(self) -> bool:
+        """Stop the worker's process group (its flow-run subprocesses too); True if it ran."""
+        return self.worker.stop()
+
     def down(self) -> list[str]:
         """Stop the worker, demo-data server and server started by `up`; return the names stopped."""
         return [p.name for p in (self.worker, self.data, self.server) if p.stop()]
