@@ -15,14 +15,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 GOOD = b"id,value\n1,10\n"
 
 
-@pytest.fixture
-def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "outputs"
-    monkeypatch.setenv("ALPHA_DATA_ROOT", str(root))
-    monkeypatch.setenv("ALPHA_BACKOFF_SECONDS", "0.01")
-    return root
-
-
 async def test_redirect_to_data_url_fails_only_that_source(httpserver: HTTPServer, data_root: Path):
     httpserver.expect_request("/odd.csv").respond_with_data(
         "", status=302, headers={"Location": "data:,x"}

@@ -24,14 +24,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
-def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "outputs"
-    monkeypatch.setenv("ALPHA_DATA_ROOT", str(root))
-    monkeypatch.setenv("ALPHA_BACKOFF_SECONDS", "0.01")
-    return root
-
-
-@pytest.fixture
 def demo_server(httpserver: HTTPServer) -> str:
     for path in demo_data_dir().iterdir():
         if path.suffix in {".csv", ".json"}:

@@ -12,12 +12,9 @@ from flows_alpha.pipeline import alpha_pipeline
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-@pytest.fixture
-def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "outputs"
-    monkeypatch.setenv("ALPHA_DATA_ROOT", str(root))
+@pytest.fixture(autouse=True)
+def _no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALPHA_MAX_RETRIES", "0")
-    return root
 
 
 async def test_a_failed_ingest_fails_the_pipeline(httpserver: HTTPServer, data_root: Path) -> None:
