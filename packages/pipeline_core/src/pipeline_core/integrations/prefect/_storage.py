@@ -28,7 +28,7 @@ class BlockStorage:
 
     @classmethod
     async def load(cls, name: str) -> BlockStorage:
-        """Load the block document `name` (`<type-slug>/<name>`, e.g. `s3-bucket/alpha-data`)."""
+        """Load the block document `name` (`<type-slug>/<name>`, e.g. `s3-bucket/pipeline-data`)."""
         from prefect.blocks.core import Block
 
         block = await Block.aload(name)
