@@ -22,10 +22,10 @@ import httpx
 
 from pipeline_core.decoding import ACCEPT_ENCODING, BodyDecoder
 from pipeline_core.filenames import pick_filename
-from pipeline_core.manifest import EntryStatus, ManifestEntry
+from pipeline_core.manifest import EntryStatus, ManifestEntry, failed_entry
 from pipeline_core.redirects import follow, park_location
 from pipeline_core.storage import describe_os_error
-from pipeline_core.urls import redact_text, redact_url
+from pipeline_core.urls import redact_url, redact_urls_in
 
 if TYPE_CHECKING:
     from pipeline_core.settings import PipelineSettings
@@ -115,9 +115,7 @@ async def download_source(
     """
     url = str(source.url)
     shown = redact_url(url)
-    base = ManifestEntry(
-        source=source.name, url=shown, status=EntryStatus.FAILED, format=source.resolved_format
-    )
+    base = failed_entry(source, None, None)
     attempt = 0
     try:
         prior_ok = (
@@ -125,12 +123,8 @@ async def download_source(
             and previous.path is not None
             and await storage.exists(previous.path)
         )
-        if previous is not None and prior_ok:  # keep pointing at the last good copy
-            base = base.model_copy(
-                update=previous.model_dump(
-                    include={"sha256", "bytes", "etag", "last_modified", "path", "content_type"}
-                )
-            )
+        if prior_ok:  # keep pointing at the last good copy
+            base = failed_entry(source, None, previous)
         async with asyncio.timeout(settings.total_timeout):
             while True:
                 try:
@@ -173,7 +167,7 @@ def _transport_retryable(exc: httpx.TransportError) -> bool:
 
 def _describe(exc: Exception, url: str, attempt: int) -> str:
     kind = type(exc).__name__
-    text = redact_text(str(exc) or kind, url)
+    text = redact_urls_in(str(exc) or kind)
     tries = f" after {attempt + 1} attempts" if attempt else ""
     if isinstance(exc, DownloadError):
         return f"{text}{tries}"

@@ -25,7 +25,7 @@ from pipeline_core.manifest import (
     write_manifest,
 )
 from pipeline_core.storage import sweep_stale
-from pipeline_core.urls import redact_text
+from pipeline_core.urls import redact_urls_in
 
 if TYPE_CHECKING:
     from pipeline_core.auth import SecretResolver
@@ -79,7 +79,7 @@ async def run_lane(
         except SourceAuthError as exc:
             entry = failed_entry(source, str(exc), prior)
         except Exception as exc:  # download_source records its own failures; belt and braces
-            text = redact_text(str(exc), str(source.url))
+            text = redact_urls_in(str(exc))
             entry = failed_entry(source, f"unexpected {type(exc).__name__}: {text}", prior)
         results[index] = entry
         counts[entry.status.value] += 1

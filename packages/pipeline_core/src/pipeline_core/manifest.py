@@ -53,7 +53,9 @@ class ManifestEntry(BaseModel):
         return redact_url(url)
 
 
-def failed_entry(source: Source, error: str, previous: ManifestEntry | None) -> ManifestEntry:
+def failed_entry(
+    source: Source, error: str | None, previous: ManifestEntry | None
+) -> ManifestEntry:
     """A `failed` entry of `source` that nothing was fetched for; it keeps pointing at the
     previous run's copy, if that run had one."""
     kept = (

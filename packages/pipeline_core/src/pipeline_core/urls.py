@@ -79,12 +79,3 @@ def redact_urls_in(text: str) -> str:
         'HTTP 401 from https://example.org/a.csv?sig=REDACTED (retrying)'
     """
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-
-
-def redact_text(text: str, url: str) -> str:
-    """`text` with every occurrence of `url` (as given) replaced by its redacted form.
-
-    For messages of third-party libraries that quote the URL they were given.
-    """
-    safe = redact_url(url)
-    return text.replace(url, safe) if url != safe else text
