@@ -49,15 +49,22 @@ class Stack:
         return airnub(self.project, *args, timeout=timeout)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        # The server answers 503 when SQLite stays locked under load (as on 2 busy cores);
-        # Prefect's own client retries those, so the test does too, a bounded number of times.
-        for _ in range(5):
-            resp = httpx.post(f"{self.api}{path}", json=body or {}, timeout=30)
-            if resp.status_code != 503:
-                break
-            time.sleep(1)
-        resp.raise_for_status()
-        return resp.json()
+        return post_json(f"{self.api}{path}", body)
+
+
+def post_json(url: str, body: dict[str, Any] | None = None) -> Any:
+    """POST to the stack's API; the JSON answer.
+
+    The server answers 503 when SQLite stays locked under load (as on 2 busy cores);
+    Prefect's own client retries those, so this does too, a bounded number of times.
+    """
+    for _ in range(5):
+        resp = httpx.post(url, json=body or {}, timeout=30)
+        if resp.status_code != 503:
+            break
+        time.sleep(1)
+    resp.raise_for_status()
+    return resp.json()
 
 
 def free_port() -> int:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,21 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.stack.test_local_stack import free_port, post_json
 
 pytestmark = pytest.mark.stack
 
 REPO = Path(__file__).resolve().parents[2]
 AIRNUB = Path(sys.executable).parent / "airnub"
 HOUR = 3600
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
@@ -80,15 +73,7 @@ class Project:
         )
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        # The server answers 503 when SQLite stays locked under load (as on 2 busy cores);
-        # Prefect's own client retries those, so the test does too, a bounded number of times.
-        for _ in range(5):
-            resp = httpx.post(f"{self.api}{path}", json=body or {}, timeout=30)
-            if resp.status_code != 503:
-                break
-            time.sleep(1)
-        resp.raise_for_status()
-        return resp.json()
+        return post_json(f"{self.api}{path}", body)
 
     def tracked(self) -> dict[str, int]:
         """Part name → PID, from `.local/run/*.json`."""
