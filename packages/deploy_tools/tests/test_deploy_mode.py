@@ -1,4 +1,4 @@
-"""`deploy local --mode auto` picks the process mode when no Docker engine answers."""
+"""`deploy local --mode auto`: compose when a Docker engine answers, else process; it says so."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from deploy_tools.cli import app
 from deploy_tools.settings import load_settings
 from deploy_tools.stack.mode import Mode, docker_answers, resolve_mode
 
@@ -47,27 +45,37 @@ def fake_engine(tmp_path: Path) -> Iterator[str]:
     server.server_close()
 
 
-def test_no_engine_means_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_engine_means_process_and_says_how_to_pick_compose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
     settings = load_settings(REPO)  # DOCKER_HOST reaches the settings object
     assert settings.docker_host == f"unix://{tmp_path}/absent.sock"
     assert docker_answers(settings.docker_host) is False
-    assert resolve_mode(Mode.auto, settings) is Mode.process
+    notes: list[str] = []
+    assert resolve_mode(Mode.auto, settings, notes.append) is Mode.process
+    assert notes == [
+        f"mode: process (no Docker engine answers at unix://{tmp_path}/absent.sock); start "
+        "one, or set DOCKER_HOST, and pass `--mode compose` for PostgreSQL and containers"
+    ]
 
 
-def test_an_engine_answers_but_compose_is_not_there_yet(
+def test_an_engine_that_answers_means_compose_and_says_how_to_pick_process(
     fake_engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", fake_engine)
     settings = load_settings(REPO)
     assert docker_answers(settings.docker_host) is True
     notes: list[str] = []
-    assert resolve_mode(Mode.auto, settings, notes.append) is Mode.process
-    assert any("compose mode is not implemented yet" in n for n in notes)
+    assert resolve_mode(Mode.auto, settings, notes.append) is Mode.compose
+    assert notes == [
+        f"mode: compose (a Docker engine answers at {fake_engine}); `--mode process` runs the "
+        "stack as local processes instead"
+    ]
 
 
-def test_explicit_compose_exits_2_naming_process_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
-    result = CliRunner().invoke(app, ["deploy", "local", "--mode", "compose"])
-    assert result.exit_code == 2
-    assert "not implemented yet — use --mode process" in result.output
+@pytest.mark.parametrize("mode", [Mode.process, Mode.compose])
+def test_an_explicit_mode_is_kept_and_says_nothing(mode: Mode) -> None:
+    notes: list[str] = []
+    assert resolve_mode(mode, load_settings(REPO), notes.append) is mode
+    assert notes == []

@@ -74,8 +74,8 @@ class InertStack:
         self.asked.append("stop_worker")
         return False
 
-    def down(self) -> list[str]:
-        self.asked.append("down")
+    def down(self, *, volumes: bool = False) -> list[str]:
+        self.asked.append("down --volumes" if volumes else "down")
         return []
 
     def status(self) -> list[PartStatus]:

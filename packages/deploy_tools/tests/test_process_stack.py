@@ -1,4 +1,4 @@
-"""`ProcessStack` without starting anything: ports, values for the files, demo-data links, logs."""
+"""`ProcessStack` without starting anything: ports, values for the files, logs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from deploy_tools.settings import load_settings
 from deploy_tools.stack import Ports, ProcessStack, StackError
-from deploy_tools.stack.process import demo_data_folder
+from deploy_tools.stack.demo_data import demo_data_folder
 
 TABLE = """
 [tool.airnub]
@@ -64,22 +64,9 @@ def test_apply_env_is_shared_plus_each_project_own(checkout: Path) -> None:
     assert (stack.api_url, stack.ui_url) == ("http://127.0.0.1:1/api", "http://127.0.0.1:1")
 
 
-def test_demo_data_is_linked_per_project_and_stale_links_go(checkout: Path) -> None:
-    stack = ProcessStack(load_settings(checkout), Ports(1, 2))
-    served = checkout / ".local" / "demo-data"
-    served.mkdir(parents=True)
-    (served / "gone").symlink_to(checkout)
-    assert stack._link_demo_data() == served
-    assert sorted(p.name for p in served.iterdir()) == ["alpha", "beta"]
-    assert (served / "alpha" / "cities.csv").is_file()
-    assert (served / "alpha").resolve() == demo_data_folder("flows_alpha.demo_data").resolve()
-
-
 def test_a_demo_data_module_that_does_not_import_is_a_stack_error(checkout: Path) -> None:
-    (checkout / "pyproject.toml").write_text(TABLE.replace('"json"', '"no_such_module_x"'))
-    stack = ProcessStack(load_settings(checkout), Ports(1, 2))
     with pytest.raises(StackError, match="demo_data 'no_such_module_x' does not import"):
-        stack._link_demo_data()
+        demo_data_folder("no_such_module_x")
 
 
 def test_logs_of_an_unknown_part_name_the_known_ones(checkout: Path) -> None:

@@ -1,7 +1,8 @@
 """The deploy use case: import gate → stack up → setup apply → every project's demo run, and
 its inverse, `stop_local` (cancel the runs it interrupts, stop every part).
 
-Front ends (the `airnub` CLI now; compose and remote modes reuse the steps) pass a `Stack` and a
+Front ends (the `airnub` CLI; the remote deploy reuses the steps) pass a `Stack` (process or
+compose) and a
 `Reporter`; nothing here prints. A failed step reports its details through the reporter and
 raises `DeployError` with one line saying what to do next — also when the Prefect server goes
 away under a step.
@@ -304,18 +305,22 @@ def run_demos(
 
 
 # -- temp files of interrupted runs --------------------------------------------------------
-def sweep_temp_files(settings: AirnubSettings, reporter: Reporter) -> int:
+def sweep_temp_files(
+    settings: AirnubSettings, reporter: Reporter, *, max_age: float | None = None
+) -> int:
     """Remove the stale temp files interrupted runs left under each project's data root.
 
     `pipeline_core`'s own sweep (`LocalStorage.sweep_stale`): only files named like its temp
-    files and older than its default age (1 h) go. Returns how many were removed.
+    files and older than `max_age` (default: its own, 1 h) go. Returns how many were removed.
     """
-    from pipeline_core.storage import LocalStorage
+    from pipeline_core.storage import STALE_PART_SECONDS, LocalStorage
 
     total = 0
     for project in settings.projects:
         if project.data_root.is_dir() and (
-            removed := LocalStorage(project.data_root).sweep_stale()
+            removed := LocalStorage(project.data_root).sweep_stale(
+                STALE_PART_SECONDS if max_age is None else max_age
+            )
         ):
             total += len(removed)
             reporter.info(
@@ -327,13 +332,19 @@ def sweep_temp_files(settings: AirnubSettings, reporter: Reporter) -> int:
 
 # -- stopping ------------------------------------------------------------------------------
 def stop_local(
-    settings: AirnubSettings, stack: Stack, reporter: Reporter, *, wait: bool = True
+    settings: AirnubSettings,
+    stack: Stack,
+    reporter: Reporter,
+    *,
+    wait: bool = True,
+    volumes: bool = False,
 ) -> StopResult:
     """Stop every part under the stack lock; the runs the worker was running end Cancelled.
 
     Runs of the local pool (`local_pool`) that are RUNNING, PENDING or CANCELLING, and their
     subflow runs, are set to Cancelled ("stopped by deploy:down") before the worker stops, and
     once more after (a run picked up in between). A server that does not answer is just stopped.
+    `volumes`: the server's data goes too (`Stack.down`).
 
     Raises:
         DeployError: `wait` is False and another command holds the stack lock.
@@ -344,7 +355,7 @@ def stop_local(
         cancelled = end_interrupted_runs(stack.api_url, settings.local_pool)
         worker_stopped = stack.stop_worker()
         cancelled += end_interrupted_runs(stack.api_url, settings.local_pool)
-        stopped = (["worker"] if worker_stopped else []) + stack.down()
+        stopped = (["worker"] if worker_stopped else []) + stack.down(volumes=volumes)
     for run in cancelled:
         reporter.info(f"flow run {run.name}: {run.previous} → Cancelled (stopped by deploy:down)")
     return StopResult(cancelled, stopped)

@@ -16,6 +16,8 @@ from uuid import UUID
 # the next worker picks them up.
 INTERRUPTED_STATES = ("RUNNING", "PENDING", "CANCELLING")
 DOWN_MESSAGE = "stopped by deploy:down (airnub stack down) while {state}"
+# Set by the compose worker on start: the previous worker container died with these runs in it.
+CRASHED_MESSAGE = "its worker stopped while {state} (found by the next worker's start)"
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,12 @@ class CancelledRun:
     previous: str
 
 
-async def cancel_interrupted_runs(pool: str) -> list[CancelledRun]:
-    """Set RUNNING/PENDING/CANCELLING runs of work pool `pool` and their subflow runs to Cancelled.
+async def cancel_interrupted_runs(pool: str, message: str = DOWN_MESSAGE) -> list[CancelledRun]:
+    """Set RUNNING/PENDING/CANCELLING runs of work pool `pool` and their subflow runs to Cancelled
+    (to Crashed with `CRASHED_MESSAGE`).
 
     Uses the Prefect client of this process (point it at the stack's API first). Runs are
-    forced into Cancelled: their process is being stopped, so no orchestration rule applies.
+    forced: their process is being stopped (or is gone), so no orchestration rule applies.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -43,7 +46,9 @@ async def cancel_interrupted_runs(pool: str) -> list[CancelledRun]:
         WorkPoolFilterName,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.states import Cancelled
+    from prefect.states import Cancelled, Crashed
+
+    ending = Crashed if message == CRASHED_MESSAGE else Cancelled
 
     active = FlowRunFilterState(
         type=FlowRunFilterStateType(any_=[StateType(s) for s in INTERRUPTED_STATES])
@@ -63,7 +68,7 @@ async def cancel_interrupted_runs(pool: str) -> list[CancelledRun]:
                 previous = run.state_type.value if run.state_type else "unknown"
                 await client.set_flow_run_state(
                     run.id,
-                    Cancelled(message=DOWN_MESSAGE.format(state=previous)),
+                    ending(message=message.format(state=previous)),
                     force=True,
                 )
                 done.append(CancelledRun(run.id, run.name, previous))
@@ -82,7 +87,9 @@ async def cancel_interrupted_runs(pool: str) -> list[CancelledRun]:
     return done
 
 
-def end_interrupted_runs(api_url: str, pool: str) -> list[CancelledRun]:
+def end_interrupted_runs(
+    api_url: str, pool: str, message: str = DOWN_MESSAGE
+) -> list[CancelledRun]:
     """`cancel_interrupted_runs` against the server at `api_url`; [] when it does not answer.
 
     Called by `stack down` before and after it stops the worker: the first pass names
@@ -98,7 +105,7 @@ def end_interrupted_runs(api_url: str, pool: str) -> list[CancelledRun]:
         return []
     try:
         with use_api(api_url, retries=1):
-            return asyncio.run(cancel_interrupted_runs(pool))
+            return asyncio.run(cancel_interrupted_runs(pool, message))
     except Exception as exc:
         if connection_failure(exc) is None:
             raise

@@ -16,19 +16,22 @@ demo_deployment = "alpha_pipeline/local"
 demo_data = "flows_alpha.demo_data"
 ```
 
-Environment variables win over the table: `AIRNUB_SERVER_PORT=4300`, `AIRNUB_TELEMETRY=1`,
-`AIRNUB_PROJECT_DIR=/path/to/checkout`; `DOCKER_HOST` as Docker itself reads it.
+Environment variables win over the checkout's `.env` (its `AIRNUB_*` lines), which wins over the
+table: `AIRNUB_SERVER_PORT=4300`, `AIRNUB_TELEMETRY=1`, `AIRNUB_PROJECT_DIR=/path/to/checkout`;
+`DOCKER_HOST` as Docker itself reads it.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
@@ -38,6 +41,11 @@ TABLE = ("tool", "airnub")
 DEPLOY_DIR = "deploy"
 REMOTE_DEPLOY_FILE = "prefect.yaml"
 LOCAL_DEPLOY_FILE = "prefect.local.yaml"
+COMPOSE_FILE = "compose.yaml"
+# PostgreSQL 16 on Debian bookworm, the official image's index digest (deploy/compose.yaml).
+OFFICIAL_POSTGRES_IMAGE = (
+    "postgres:16-bookworm@sha256:efedf3595f1d6f415c08568ba171029bf54052e754cc9f030e3f2412b21f3d67"
+)
 
 
 class ProjectNotFoundError(RuntimeError):
@@ -175,6 +183,25 @@ class AirnubSettings(BaseSettings):
         description="The image's `org.opencontainers.image.source` label.",
     )
     telemetry: bool = Field(default=False, description="`AIRNUB_TELEMETRY=1` keeps Prefect's.")
+    base_image: str | None = Field(
+        default=None,
+        description="Base of the worker image build (default: the digest-pinned one in "
+        "Dockerfile.worker); offline machines name the debootstrap one (`airnub image base`).",
+    )
+    postgres_image: str = Field(
+        default=OFFICIAL_POSTGRES_IMAGE,
+        description="PostgreSQL image of the compose stack (default: the official one by "
+        "digest); offline machines name the Debian one (`airnub image postgres`).",
+    )
+    compose_project: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Compose project name (default: from the checkout's folder and path).",
+    )
+    compose_files: list[Path] = Field(
+        default_factory=list,
+        description="Compose files applied over deploy/compose.yaml (relative to the checkout).",
+    )
     docker_host: str = Field(
         default="unix:///var/run/docker.sock",
         validation_alias=AliasChoices("docker_host", "DOCKER_HOST"),
@@ -196,7 +223,9 @@ class AirnubSettings(BaseSettings):
         root = find_project_dir(explicit)
         table = PyprojectTomlConfigSettingsSource(settings_cls, root / "pyproject.toml")
         found = _Fixed(settings_cls, {"project_dir": root})
-        return init_settings, found, env_settings, table
+        # The checkout's `.env` (git-ignored; the compose stack reads it too): AIRNUB_* lines only.
+        dotenv = _AirnubDotEnv(settings_cls, env_file=root / ".env")
+        return init_settings, found, env_settings, dotenv, table
 
     @model_validator(mode="after")
     def _resolve_projects(self) -> Self:
@@ -218,6 +247,11 @@ class AirnubSettings(BaseSettings):
         return self.project_dir / DEPLOY_DIR
 
     @property
+    def compose_file(self) -> Path:
+        """The compose stack (`--mode compose`)."""
+        return self.deploy_dir / COMPOSE_FILE
+
+    @property
     def local_dir(self) -> Path:
         """State of the local stack: database, PIDs, logs (kept across down/up)."""
         return self.project_dir / ".local"
@@ -236,6 +270,15 @@ class AirnubSettings(BaseSettings):
     def names(self) -> str:
         """The projects' names, comma-separated (for messages)."""
         return ", ".join(p.name for p in self.projects) or "none"
+
+
+class _AirnubDotEnv(DotEnvSettingsSource):
+    """The `AIRNUB_*` lines of a `.env` file; its other lines (POSTGRES_PASSWORD) are compose's."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            k: v for k, v in super()._load_env_vars().items() if k.lower().startswith("airnub_")
+        }
 
 
 class _Fixed(PydanticBaseSettingsSource):

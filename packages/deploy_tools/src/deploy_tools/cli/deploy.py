@@ -14,29 +14,39 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def local(
     *,
-    mode: Mode = typer.Option(Mode.auto, help="process (no Docker), compose, or auto."),  # noqa: B008
+    mode: Mode = typer.Option(  # noqa: B008
+        Mode.auto,
+        help="process (local processes, SQLite), compose (containers, PostgreSQL), or auto: "
+        "compose when a Docker engine answers.",
+    ),
     server_port: int | None = typer.Option(
         None, help="Prefect server port (env AIRNUB_SERVER_PORT)."
     ),
     data_port: int | None = typer.Option(None, help="Demo-data port (env AIRNUB_DATA_PORT)."),
     demo: bool = typer.Option(True, help="Run every project's demo deployment at the end."),
     timeout: float = typer.Option(600, help="Seconds to wait for each demo run."),
+    build: bool = typer.Option(
+        False, "--build", help="compose: rebuild the worker image even when it looks up to date."
+    ),
     no_wait: bool = NoWait,
 ) -> None:
-    """Import gate, stack up, setup apply, demo runs; then print the UI URL and the outputs."""
+    """Import gate, stack up, setup apply, demo runs; then print the UI URL and the outputs.
+
+    compose mode: PostgreSQL, the server, the worker and the demo-data server in containers
+    (deploy/compose.yaml); the worker image is built when missing or out of date.
+    """
     from deploy_tools.deploy_service import DeployError, deploy_local
-    from deploy_tools.stack import ModeNotAvailableError, open_stack, resolve_mode
+    from deploy_tools.stack import open_stack, resolve_mode
 
     config = settings()
-    try:
-        stack = open_stack(
-            resolve_mode(mode, config, note=console.print),
-            config,
-            server_port=server_port,
-            data_port=data_port,
-        )
-    except ModeNotAvailableError as exc:
-        raise fail(str(exc), code=2) from None
+    stack = open_stack(
+        resolve_mode(mode, config, note=_note),
+        config,
+        server_port=server_port,
+        data_port=data_port,
+        build=build,
+        note=_note,
+    )
     reporter = RichReporter()
     try:
         result = deploy_local(config, stack, reporter, demo=demo, timeout=timeout, wait=not no_wait)
@@ -49,6 +59,10 @@ def local(
     for name, folder in result.outputs.items():
         console.print(f"[bold]{'Outputs ' + name:<{width}}[/bold]  {folder}", soft_wrap=True)
     console.print("Stop with `hatch run deploy:down`; status with `hatch run deploy:status`.")
+
+
+def _note(line: str) -> None:
+    console.print(line, markup=False)
 
 
 @app.command()

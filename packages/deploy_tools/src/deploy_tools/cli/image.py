@@ -56,7 +56,7 @@ def build(
             BuildOptions(
                 project=project,
                 tag=tag or config.image,
-                base_image=base_image,
+                base_image=base_image or config.base_image,
                 no_cache=no_cache,
                 source=config.image_source,
             )
@@ -80,7 +80,12 @@ def verify(
 
     config = _settings(project)
     try:
-        report = run_verify(project, base_image=base_image, ref=ref, source=config.image_source)
+        report = run_verify(
+            project,
+            base_image=base_image or config.base_image,
+            ref=ref,
+            source=config.image_source,
+        )
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -1,4 +1,4 @@
-"""`airnub stack up|down|status|logs`: the embedded local stack."""
+"""`airnub stack up|down|status|logs|worker`: the local stack, in either mode."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from deploy_tools.cli.terminal import RichReporter, console, fail, settings
+from deploy_tools.stack.mode import Mode
 
 if TYPE_CHECKING:
     from deploy_tools.stack import PartStatus
@@ -23,21 +24,37 @@ NoWait = typer.Option(
     help="Refuse (exit 1) instead of waiting when another command is starting or stopping the "
     "stack of this checkout.",
 )
+RunningMode = typer.Option(
+    Mode.auto, "--mode", help="Which stack: auto is the mode the last `up` used."
+)
+
+
+def _note(line: str) -> None:
+    console.print(line, markup=False)
 
 
 @app.command()
 def up(
     *,
+    mode: Mode = typer.Option(  # noqa: B008
+        Mode.auto, "--mode", help="process, compose, or auto (compose when Docker answers)."
+    ),
     server_port: int | None = ServerPort,
     data_port: int | None = DataPort,
     no_wait: bool = NoWait,
 ) -> None:
     """Start the server, demo-data server and worker on 127.0.0.1 (what is running stays)."""
     from deploy_tools.deploy_service import DeployError, stack_lock
-    from deploy_tools.stack import Mode, StackError, open_stack
+    from deploy_tools.stack import StackError, open_stack, resolve_mode
 
     config = settings()
-    stack = open_stack(Mode.process, config, server_port=server_port, data_port=data_port)
+    stack = open_stack(
+        resolve_mode(mode, config, note=_note),
+        config,
+        server_port=server_port,
+        data_port=data_port,
+        note=_note,
+    )
     try:
         with (
             stack_lock(config, "stack up", RichReporter(), wait=not no_wait),
@@ -50,39 +67,62 @@ def up(
 
 
 @app.command()
-def down(*, no_wait: bool = NoWait) -> None:
-    """Stop the processes started by `stack up` (the database under .local/ is kept).
+def down(
+    *,
+    volumes: bool = typer.Option(
+        False,
+        "--volumes",
+        help="Also delete the server's data (PostgreSQL volume / SQLite file): deployments, "
+        "blocks, variables, run history. Outputs under data/ stay.",
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --volumes."),
+    mode: Mode = RunningMode,
+    no_wait: bool = NoWait,
+) -> None:
+    """Stop the stack; its data is kept (the only way to drop it is `--volumes`).
 
     Flow runs the worker was running (or starting) are set to Cancelled first, with a message
     saying `deploy:down` stopped them.
     """
-    from deploy_tools.deploy_service import DeployError, stop_local
-    from deploy_tools.stack import ProcessStack
+    import sys
 
+    from deploy_tools.deploy_service import DeployError, stop_local
+    from deploy_tools.stack import running_stack
+
+    if volumes and not yes:
+        if not sys.stdin.isatty():
+            raise fail("--volumes deletes the server's data; confirm with --yes", code=2)
+        typer.confirm(
+            "Delete the server's data (deployments, blocks, variables, run history)?", abort=True
+        )
     config = settings()
     reporter = RichReporter()
     try:
-        stopped = stop_local(config, ProcessStack(config), reporter, wait=not no_wait).stopped
+        stack = running_stack(config, mode, note=_note)
+        stopped = stop_local(config, stack, reporter, wait=not no_wait, volumes=volumes).stopped
     except DeployError as exc:
         raise fail(str(exc)) from None
     finally:
         reporter.close()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    if volumes:
+        console.print("the server's data was deleted")
 
 
 @app.command()
-def status() -> None:
+def status(*, mode: Mode = RunningMode) -> None:
     """Health of each part of the stack; exits 1 unless all are healthy (naming what is wrong)."""
     from rich.table import Table
 
-    from deploy_tools.stack import ProcessStack
+    from deploy_tools.stack import running_stack
     from deploy_tools.stack.lock import current_holder
 
     config = settings()
     if holder := current_holder(config.local_dir):
         console.print(f"{holder.describe()} is starting or stopping parts right now", markup=False)
-    parts = ProcessStack(config).status()
-    table = Table("part", "pid", "health", "detail", "log")
+    stack = running_stack(config, mode)
+    parts = stack.status()
+    table = Table("part", "pid", "health", "detail", "log", title=f"{type(stack).__name__}")
     for p in parts:
         if p.healthy:
             health = "[green]healthy[/green]"
@@ -107,15 +147,16 @@ def _unhealthy_line(parts: list[PartStatus]) -> str:
 
 @app.command()
 def logs(
-    part: str = typer.Argument("all", help="server, worker, demo-data or all"),
+    part: str = typer.Argument("all", help="server, worker, demo-data, postgres (compose) or all"),
     *,
     lines: int = typer.Option(40, "--lines", "-n", help="Lines from the end of each log."),
+    mode: Mode = RunningMode,
 ) -> None:
-    """Show the end of the stack's logs (files under .local/logs/)."""
-    from deploy_tools.stack import ProcessStack
+    """Show the end of the stack's logs (process: files under .local/logs/; compose: containers)."""
+    from deploy_tools.stack import running_stack
 
     try:
-        found = ProcessStack(settings()).logs(part, lines)
+        found = running_stack(settings(), mode).logs(part, lines)
     except ValueError as exc:
         raise fail(str(exc)) from None
     for log in found:
@@ -123,3 +164,35 @@ def logs(
         console.print(
             "\n".join(log.lines) if log.lines is not None else "(no log yet)", markup=False
         )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def worker(
+    ctx: typer.Context,
+    *,
+    sweep_older_than: float = typer.Option(
+        0, help="Remove temp files of runs older than this many seconds (0: all)."
+    ),
+) -> None:
+    """Container entry of the compose worker: end the runs and temp files an earlier worker
+    left, set umask 002, then `prefect worker start <args after -->`.
+
+    The compose worker is its data folder's only writer and its pool's only worker, so what a
+    killed container left behind cannot belong to a live run.
+    """
+    import os
+
+    from deploy_tools.deploy_service import sweep_temp_files
+    from deploy_tools.runs import CRASHED_MESSAGE, end_interrupted_runs
+
+    config = settings()
+    reporter = RichReporter()
+    sweep_temp_files(config, reporter, max_age=sweep_older_than)
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    for run in end_interrupted_runs(api_url, config.local_pool, message=CRASHED_MESSAGE):
+        reporter.info(f"flow run {run.name}: {run.previous} → Crashed (its worker had stopped)")
+    os.umask(0o002)  # group-writable files: the host user's group (docs/local-stack.md)
+    # exec: the worker becomes the container's main process and gets its stop signal.
+    os.execvp("prefect", ["prefect", "worker", "start", *ctx.args])  # noqa: S606

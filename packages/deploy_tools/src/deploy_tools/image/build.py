@@ -59,14 +59,18 @@ class BuildResult:
         return f"{self.tag.rsplit(':', 1)[0] if ':' in self.tag.split('/')[-1] else self.tag}@{self.digest}"
 
 
-def _git(project: Path, *args: str) -> str | None:
-    proc = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+def git_output(project: Path, *args: str) -> str | None:
+    """`git <args>`'s stripped output in `project`; None if it fails or prints nothing."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    except FileNotFoundError:  # no git (inside the image)
+        return None
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def source_date_epoch(project: Path) -> int:
     """The last commit time of ``project`` (or $SOURCE_DATE_EPOCH outside a git checkout)."""
-    value = _git(project, "log", "-1", "--format=%ct") or os.environ.get("SOURCE_DATE_EPOCH")
+    value = git_output(project, "log", "-1", "--format=%ct") or os.environ.get("SOURCE_DATE_EPOCH")
     if value is None:
         raise RuntimeError("not a git checkout and SOURCE_DATE_EPOCH is unset")
     return int(value)
@@ -74,7 +78,7 @@ def source_date_epoch(project: Path) -> int:
 
 def lock_epoch(project: Path, default: int) -> int:
     """The commit time of ``uv.lock``: the dependency layer's timestamp (stable across commits)."""
-    value = _git(project, "log", "-1", "--format=%ct", "--", "uv.lock")
+    value = git_output(project, "log", "-1", "--format=%ct", "--", "uv.lock")
     return int(value) if value else default
 
 
@@ -97,6 +101,20 @@ def image_present(image: str) -> bool:
     return (
         subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
     )
+
+
+def image_label(image: str, label: str) -> str | None:
+    """Label `label` of the local image `image`; None when the image (or label) is absent."""
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return None
+    labels = json.loads(proc.stdout or "null") or {}
+    value = labels.get(label)
+    return str(value) if value else None
 
 
 def _normalise(root: Path, epoch: int) -> None:
@@ -198,7 +216,7 @@ def build_image(opts: BuildOptions) -> BuildResult:
         "SOURCE_DATE_EPOCH": str(epoch),
         "DEPS_EPOCH": str(min(epoch, lock_epoch(project, epoch))),
         "VERSION": project_version(project),
-        "REVISION": _git(project, "rev-parse", "HEAD") or "unknown",
+        "REVISION": git_output(project, "rev-parse", "HEAD") or "unknown",
         "SOURCE": opts.source,
         **opts.build_args,
     }

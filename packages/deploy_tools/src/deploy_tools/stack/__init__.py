@@ -1,4 +1,4 @@
-"""The local Prefect stack: the `Stack` interface, the process implementation, mode selection.
+"""The local Prefect stack: the `Stack` interface, its process and compose implementations, modes.
 
 Names are imported on first use, so `airnub --help` (which needs only `Mode`) stays quick.
 """
@@ -9,10 +9,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from deploy_tools.stack.compose import ComposeStack
     from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, Stack, StackError
-    from deploy_tools.stack.mode import Mode, ModeNotAvailableError, open_stack, resolve_mode
-    from deploy_tools.stack.ports import PortInUseError
-    from deploy_tools.stack.process import Ports, ProcessStack
+    from deploy_tools.stack.mode import Mode, open_stack, resolve_mode, running_stack
+    from deploy_tools.stack.ports import PortInUseError, Ports
+    from deploy_tools.stack.process import ProcessStack
 
 _WHERE = {
     "PARTS": "interface",
@@ -21,11 +22,12 @@ _WHERE = {
     "Stack": "interface",
     "StackError": "interface",
     "Mode": "mode",
-    "ModeNotAvailableError": "mode",
     "open_stack": "mode",
     "resolve_mode": "mode",
+    "running_stack": "mode",
     "PortInUseError": "ports",
-    "Ports": "process",
+    "Ports": "ports",
+    "ComposeStack": "compose",
     "ProcessStack": "process",
 }
 
@@ -38,8 +40,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "PARTS",
+    "ComposeStack",
     "Mode",
-    "ModeNotAvailableError",
     "PartLog",
     "PartStatus",
     "PortInUseError",
@@ -49,4 +51,5 @@ __all__ = [
     "StackError",
     "open_stack",
     "resolve_mode",
+    "running_stack",
 ]

@@ -1,6 +1,7 @@
 """`Stack`: what the deploy service needs of a running Prefect stack, whatever runs it.
 
-`ProcessStack` (local processes) is one implementation; the compose mode will be another.
+`ProcessStack` (local processes) and `ComposeStack` (the containers of deploy/compose.yaml) are
+the implementations; the deploy service uses either through this protocol.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ class Stack(Protocol):
         """Stop the worker (and the flow runs it started); True if it was running."""
         ...
 
-    def down(self) -> list[str]:
-        """Stop every part that runs; return the names stopped."""
+    def down(self, *, volumes: bool = False) -> list[str]:
+        """Stop every part that runs; return the names stopped.
+
+        `volumes`: also drop the server's data (database, volumes): the only way to lose it.
+        """
         ...
 
     def status(self) -> list[PartStatus]:

@@ -10,8 +10,6 @@ if TYPE_CHECKING:
     from deploy_tools.settings import AirnubSettings
     from deploy_tools.stack.interface import Stack
 
-COMPOSE_AVAILABLE = False  # the compose mode is a later issue
-
 
 class Mode(enum.StrEnum):
     """How the local stack runs."""
@@ -19,10 +17,6 @@ class Mode(enum.StrEnum):
     auto = "auto"
     process = "process"
     compose = "compose"
-
-
-class ModeNotAvailableError(RuntimeError):
-    """The chosen mode is not implemented (yet)."""
 
 
 def docker_answers(docker_host: str, timeout: float = 1.0) -> bool:
@@ -43,19 +37,20 @@ def docker_answers(docker_host: str, timeout: float = 1.0) -> bool:
 def resolve_mode(
     mode: Mode, settings: AirnubSettings, note: Callable[[str], None] | None = None
 ) -> Mode:
-    """`auto`: compose when a Docker engine answers (and compose mode exists), else process.
-
-    `note` receives a line worth telling the user (an engine answered but compose is missing).
-    """
+    """`auto`: compose when a Docker engine answers, else process; `note` hears which and why."""
     if mode is not Mode.auto:
         return mode
+    tell = note or (lambda _line: None)
     if docker_answers(settings.docker_host):
-        if COMPOSE_AVAILABLE:
-            return Mode.compose
-        if note:
-            note(
-                "Docker engine found, but the compose mode is not implemented yet: using process mode"
-            )
+        tell(
+            f"mode: compose (a Docker engine answers at {settings.docker_host}); "
+            "`--mode process` runs the stack as local processes instead"
+        )
+        return Mode.compose
+    tell(
+        f"mode: process (no Docker engine answers at {settings.docker_host}); start one, or "
+        "set DOCKER_HOST, and pass `--mode compose` for PostgreSQL and containers"
+    )
     return Mode.process
 
 
@@ -65,17 +60,33 @@ def open_stack(
     *,
     server_port: int | None = None,
     data_port: int | None = None,
+    build: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Stack:
     """The stack of `mode` (already resolved), on the chosen ports.
 
-    Raises:
-        ModeNotAvailableError: compose mode, for now.
+    `build` and `note` concern the compose mode: rebuild the worker image, progress lines.
     """
-    from deploy_tools.stack.process import ProcessStack
+    from deploy_tools.stack.ports import choose_ports
 
-    if mode is Mode.compose:
-        raise ModeNotAvailableError("the compose mode is not implemented yet — use --mode process")
     if mode is Mode.auto:
         raise ValueError("resolve the mode first (resolve_mode)")
-    probe = ProcessStack(settings)
-    return ProcessStack(settings, probe.wanted_ports(server_port, data_port))
+    ports = choose_ports(settings, server_port, data_port)
+    if mode is Mode.compose:
+        from deploy_tools.stack.compose import ComposeStack
+
+        return ComposeStack(settings, ports, build=build, note=note)
+    from deploy_tools.stack.process import ProcessStack
+
+    return ProcessStack(settings, ports)
+
+
+def running_stack(
+    settings: AirnubSettings, mode: Mode = Mode.auto, note: Callable[[str], None] | None = None
+) -> Stack:
+    """The stack that `up` started last (`auto`), or the one of `mode`, on its recorded ports."""
+    from deploy_tools.stack.ports import recorded_mode
+
+    if mode is Mode.auto:
+        mode = Mode(recorded_mode(settings))
+    return open_stack(mode, settings, note=note)

@@ -1,50 +1,31 @@
 """`ProcessStack`: the `Stack` (server, process worker, demo-data server) as local processes.
 
 State lives in `<project>/.local/`: the SQLite database (kept across down/up), `stack.json`
-(the ports in use), `run/*.json` (PIDs), `logs/*.log` and `demo-data/` (one link per project
-to its demo-data folder, served as `/<project>/`).
+(the ports in use), `run/*.json` (PIDs) and `logs/*.log`. The demo-data server is
+`deploy_tools.stack.demo_data` (each project's demo data under `/<project>/`).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from deploy_tools import server_settings
 from deploy_tools.settings import AirnubSettings, ProjectSettings
+from deploy_tools.stack.demo_data import demo_data_folder
 from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, StackError
-from deploy_tools.stack.ports import HOST, ensure_free
+from deploy_tools.stack.ports import (
+    HOST,
+    Ports,
+    choose_ports,
+    ensure_free,
+    record_stack,
+    recorded_ports,
+)
 from deploy_tools.stack.processes import ManagedProcess
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The loopback ports of the stack."""
-
-    server: int
-    data: int
-
-
-def demo_data_folder(module: str) -> Path:
-    """The folder of the importable package `module` (a project's demo data).
-
-    Raises:
-        StackError: it does not import or is not a package folder.
-    """
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise StackError(f"demo_data {module!r} does not import: {exc}") from exc
-    if mod.__file__ is None:
-        raise StackError(f"demo_data {module!r} is not a package with a folder")
-    return Path(mod.__file__).parent
 
 
 class ProcessStack:
@@ -62,35 +43,14 @@ class ProcessStack:
         self.ports = ports or self.recorded_ports() or self.wanted_ports()
 
     # -- configuration -------------------------------------------------------------------
-    @property
-    def _ports_file(self) -> Path:
-        return self.settings.local_dir / "stack.json"
-
     def recorded_ports(self) -> Ports | None:
         """The ports of the last `up`, if any."""
-        try:
-            raw = json.loads(self._ports_file.read_text())
-            return Ports(int(raw["server_port"]), int(raw["data_port"]))
-        except (FileNotFoundError, KeyError, ValueError):
-            return None
+        return recorded_ports(self.settings)
 
     def wanted_ports(self, server: int | None = None, data: int | None = None) -> Ports:
         """Arguments, then AIRNUB_SERVER_PORT / AIRNUB_DATA_PORT or [tool.airnub], then the last
         used, then the defaults."""
-        s = self.settings
-        last = self.recorded_ports()
-
-        def pick(arg: int | None, key: str, recorded: int | None) -> int:
-            if arg:
-                return arg
-            if key in s.model_fields_set or recorded is None:
-                return int(getattr(s, key))
-            return recorded
-
-        return Ports(
-            pick(server, "server_port", last.server if last else None),
-            pick(data, "data_port", last.data if last else None),
-        )
+        return choose_ports(self.settings, server, data)
 
     @property
     def api_url(self) -> str:
@@ -125,25 +85,6 @@ class ProcessStack:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _link_demo_data(self) -> Path:
-        """`.local/demo-data/<project>` -> each project's demo-data folder (refreshed each time)."""
-        served = self.settings.local_dir / "demo-data"
-        served.mkdir(parents=True, exist_ok=True)
-        wanted = {
-            p.name: demo_data_folder(p.demo_data) for p in self.settings.projects if p.demo_data
-        }
-        for link in served.iterdir():
-            if link.is_symlink() and link.name not in wanted:
-                link.unlink()
-        for name, folder in wanted.items():
-            link = served / name
-            if link.is_symlink() and link.resolve() == folder.resolve():
-                continue
-            if link.is_symlink():
-                link.unlink()
-            link.symlink_to(folder, target_is_directory=True)
-        return served
-
     # -- lifecycle ------------------------------------------------------------------------
     def up(self, *, worker: bool = True, timeout: float = 90.0) -> None:
         """Start whatever part is not running (server, demo-data, worker) and wait until healthy.
@@ -166,10 +107,10 @@ class ProcessStack:
         if self.data.pid() is None:
             ensure_free(ports.data, what="demo-data server", hint=data_hint)
         self.settings.local_dir.mkdir(parents=True, exist_ok=True)
-        served = self._link_demo_data()  # before the server starts: a bad module stops here
-        self._ports_file.write_text(
-            json.dumps({"server_port": ports.server, "data_port": ports.data})
-        )
+        for p in self.settings.projects:  # before the server starts: a bad module stops here
+            if p.demo_data:
+                demo_data_folder(p.demo_data)
+        record_stack(self.settings, ports, mode="process")
 
         if self.server.pid() is None:
             db = self.settings.local_dir / "prefect.db"
@@ -202,12 +143,11 @@ class ProcessStack:
                 [
                     sys.executable,
                     "-m",
-                    "http.server",
-                    str(ports.data),
+                    "deploy_tools.stack.demo_data",
                     "--bind",
                     HOST,
-                    "--directory",
-                    str(served),
+                    "--port",
+                    str(ports.data),
                 ],
                 env=self._base_env(),
                 cwd=self.settings.project_dir,
@@ -267,9 +207,17 @@ class ProcessStack:
         """Stop the worker's process group (its flow-run subprocesses too); True if it ran."""
         return self.worker.stop()
 
-    def down(self) -> list[str]:
-        """Stop the worker, demo-data server and server started by `up`; return the names stopped."""
-        return [p.name for p in (self.worker, self.data, self.server) if p.stop()]
+    def down(self, *, volumes: bool = False) -> list[str]:
+        """Stop the worker, demo-data server and server started by `up`; return the names stopped.
+
+        `volumes`: also delete the server's database (`.local/prefect.db`): every deployment,
+        block, variable and run is gone. The flows' outputs under data/ stay.
+        """
+        stopped = [p.name for p in (self.worker, self.data, self.server) if p.stop()]
+        if volumes:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (self.settings.local_dir / f"prefect.db{suffix}").unlink(missing_ok=True)
+        return stopped
 
     def status(self) -> list[PartStatus]:
         """Health of each part: process alive, then its own check (HTTP, worker heartbeat)."""
@@ -337,4 +285,4 @@ def _worker_heartbeat_age(api_url: str, pool: str, worker: str) -> float | None:
     return (datetime.now(UTC) - last).total_seconds()
 
 
-__all__ = ["Ports", "ProcessStack", "demo_data_folder"]
+__all__ = ["Ports", "ProcessStack"]
