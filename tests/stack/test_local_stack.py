@@ -287,7 +287,7 @@ def test_down_leaves_nothing_and_up_keeps_everything(stack: Stack) -> None:
     assert processes_under(stack.project) == []
     assert not list((stack.project / ".local" / "run").glob("*.json"))
 
-    up = stack.cli("stack", "up")
+    up = stack.cli("stack", "up", "--mode", "process")
     assert up.returncode == 0, up.stderr
     assert snapshot(stack) == before
     assert sorted(r["id"] for r in stack.post("/flow_runs/filter")) == runs_before
@@ -308,7 +308,7 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = airnub(
-            tmp_path, "stack", "up", "--server-port", str(port), "--data-port", str(free_port())
+            tmp_path, "stack", "up", "--mode", "process", "--server-port", str(port), "--data-port", str(free_port())
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is taken by another program" in result.stderr

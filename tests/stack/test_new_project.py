@@ -13,53 +13,17 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.checkout import git_copy, run
+
 pytestmark = pytest.mark.stack
 
-REPO = Path(__file__).resolve().parents[2]
 AIRNUB = Path(sys.executable).parent / "airnub"
-
-
-def run(cmd: list[str], cwd: Path, timeout: float = 600, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
-    clean.pop("VIRTUAL_ENV", None)
-    done = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"{cmd}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout + done.stderr
-
-
-def git_copy(dest: Path) -> Path:
-    """This checkout's files (tracked and untracked, not ignored) as a fresh git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    ident = ["-c", "user.email=t@t", "-c", "user.name=t"]
-    run(["git", "init", "-q"], dest)
-    run(["git", *ident, "add", "-A"], dest)
-    run(["git", *ident, "commit", "-qm", "copy"], dest)
-    return dest
 
 
 def wheel_digest(repo: Path, out: Path) -> str:

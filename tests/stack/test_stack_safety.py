@@ -202,7 +202,7 @@ def test_down_during_a_run_cancels_it_and_leaves_nothing(project: Project) -> No
     assert processes_under(p.root) == {}
     assert p.tracked() == {}
 
-    up = p.cli("stack", "up")
+    up = p.cli("stack", "up", "--mode", "process")
     assert up.returncode == 0, up.stdout + up.stderr
     runs = p.post("/flow_runs/filter")
     by_flow = {

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -289,3 +290,24 @@ async def test_same_bytes_under_a_new_name_are_stored_once(
     assert again_a.path == first_a.path == f"raw/src/{sha_a}/a.csv"  # the copy actually stored
     assert stored_files(any_storage, "raw/src") == sorted([first_a.path, second_b.path])
     assert await any_storage.read_bytes(again_a.path) == a
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
+def test_stored_files_get_the_umask_mode_not_mkstemps_0600(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """The compose worker (umask 002) leaves files its host user can read through the group."""
+    code = (
+        "import asyncio, os, sys\n"
+        f"os.umask({umask})\n"
+        "from pathlib import Path\n"
+        "from pipeline_core.storage import LocalStorage\n"
+        "async def main():\n"
+        "    store = LocalStorage(Path(sys.argv[1]))\n"
+        "    async with store.stage('raw') as staged:\n"
+        "        staged.file.write(b'x')\n"
+        "        await staged.commit('raw/x.txt')\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert stat.S_IMODE((tmp_path / "raw" / "x.txt").stat().st_mode) == mode

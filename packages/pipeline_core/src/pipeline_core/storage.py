@@ -164,6 +164,7 @@ class LocalStorage:
         folder = self.root if near in ("", ".") else self._full(near)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+        os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would outlive the rename
         staged = _LocalStaged(os.fdopen(fd, "wb"), Path(tmp), self)
         try:
             yield staged
@@ -173,6 +174,27 @@ class LocalStorage:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+
+def _file_mode() -> int:
+    """0666 minus this process's umask: what `open()` would give a new file.
+
+    Stored files are renamed from `mkstemp` temp files, which are always 0600; with this they
+    get the mode anything else the process writes gets (the compose worker's umask 002 makes
+    them readable, through the group, by the user who started the stack).
+    """
+    try:  # Linux: read it without changing it (os.umask is process-wide, not thread-safe)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 class _LocalStaged:

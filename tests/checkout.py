@@ -1,0 +1,53 @@
+"""Copies of this checkout for tests that change files or run stacks of their own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 600, **env: str) -> str:
+    """Run `cmd` without the caller's PREFECT_*/AIRNUB_* settings; assert it succeeds."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    clean.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"{cmd}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr
+
+
+def git_copy(dest: Path) -> Path:
+    """This checkout's files (tracked and untracked, not ignored) as a fresh git repository.
+
+    Its one commit has the time of this checkout's last commit, so images built from the copy
+    reuse the build cache from one test session to the next.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    when = run(["git", "log", "-1", "--format=%cI"], REPO).strip()
+    ident = ["-c", "user.email=t@t", "-c", "user.name=t"]
+    run(["git", "init", "-q"], dest)
+    run(["git", *ident, "add", "-A"], dest)
+    run(["git", *ident, "commit", "-qm", "copy"], dest,
+        GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)  # fmt: skip
+    return dest
