@@ -34,7 +34,9 @@ ARTIFACTS = REPO / "test-artifacts"
 
 
 def _image_present(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
 
 
 def compose_images() -> dict[str, str]:

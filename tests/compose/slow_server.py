@@ -24,4 +24,4 @@ class Slow(BaseHTTPRequestHandler):
             time.sleep(0.2)
 
 
-ThreadingHTTPServer(("0.0.0.0", 8001), Slow).serve_forever()  # noqa: S104 - container only
+ThreadingHTTPServer(("0.0.0.0", 8001), Slow).serve_forever()

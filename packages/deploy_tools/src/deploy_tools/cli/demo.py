@@ -20,10 +20,10 @@ def run(
     """Trigger the demo deployments; exit non-zero unless each ends Completed."""
     from deploy_tools.deploy_service import DeployError, run_demos, run_deployment
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import ProcessStack
+    from deploy_tools.stack import running_stack
 
     config = settings()
-    stack = ProcessStack(config)
+    stack = running_stack(config)  # the mode the last `up` used
     if not server_answers(stack.api_url):
         raise fail(f"no Prefect server answers at {stack.api_url}; start it with `airnub stack up`")
     reporter = RichReporter()

@@ -26,10 +26,10 @@ def apply(
     """Validate every file under deploy/, then create or update what differs on the server."""
     from deploy_tools.deploy_service import DeployError, apply_setup
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import ProcessStack
+    from deploy_tools.stack import running_stack
 
     config = settings()
-    stack = ProcessStack(config)
+    stack = running_stack(config)  # the mode the last `up` used
     url = api_url or stack.api_url
     if not server_answers(url):
         raise fail(f"no Prefect server answers at {url}; start it with `airnub stack up`")
