@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Provision a Docker engine (BuildKit new enough for rewrite-timestamp), buildx and compose v2
-# from Debian packages, start dockerd with the containerd image store, and load an offline
-# debootstrap base image (no registry is reachable here or in CI).
+# from Debian packages, start dockerd with the containerd image store, and load two offline
+# debootstrap images, the base and PostgreSQL 15 (no registry is reachable here or in CI).
 #
-# Idempotent: a second run only checks versions, that `docker info` answers and that the base
-# image is loaded (about a second). Mirror URLs are read from /etc/apt/sources.list.d/ at run time.
+# Idempotent: a second run only checks versions, that `docker info` answers and that both images
+# are loaded (about a second). Mirror URLs are read from /etc/apt/sources.list.d/ at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE_IMAGE="${AIRNUB_BASE_IMAGE:-airnub/base:bookworm}"
+POSTGRES_IMAGE="${AIRNUB_POSTGRES_IMAGE:-airnub/postgres:15-bookworm}"
 STATE=/var/lib/airnub-docker
 DAEMON_JSON="$STATE/daemon.json"
 DOCKERD_LOG=/var/log/airnub-dockerd.log
@@ -83,4 +84,12 @@ if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 else
   echo "making the offline base image $BASE_IMAGE (debootstrap, ~1 min)"
   PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag "$BASE_IMAGE"
+fi
+
+if docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1; then
+  echo "postgres image $POSTGRES_IMAGE already loaded"
+else
+  echo "making the offline PostgreSQL image $POSTGRES_IMAGE (debootstrap, ~1 min)"
+  PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --image postgres \
+    --tag "$POSTGRES_IMAGE"
 fi

@@ -1,4 +1,7 @@
-"""`airnub image`: build the reproducible worker image and prove two builds are bit-identical."""
+"""`airnub image`: build the reproducible worker image and prove two builds are bit-identical.
+
+Also makes the offline images (`base`, `postgres`) with debootstrap when no registry answers.
+"""
 
 from __future__ import annotations
 
@@ -103,3 +106,16 @@ def base(
     from deploy_tools.image.base import make_base_image
 
     typer.echo(make_base_image(tag))
+
+
+@app.command()
+def postgres(
+    *,
+    tag: Annotated[
+        str, typer.Option(help="Tag of the loaded image.")
+    ] = "airnub/postgres:15-bookworm",
+) -> None:
+    """Make an offline PostgreSQL 15 image (the official image's interface) and load it."""
+    from deploy_tools.image.base import make_postgres_image
+
+    typer.echo(make_postgres_image(tag))

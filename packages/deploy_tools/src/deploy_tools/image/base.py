@@ -1,11 +1,14 @@
-"""Make an offline Debian base image with debootstrap and load it into Docker.
+"""Make offline Debian images with debootstrap and load them into Docker.
 
-No registry is reachable on some machines (and in CI), so the official Python image cannot be
-pulled there. This builds a minimal Debian with Debian's python3 from the apt mirror, packs it as
-a normalised one-layer image with fixed timestamps (same packages ⇒ same image id) and
-`docker load`s it. Standard library only: `ci/provision-docker.sh` runs it before any venv exists::
+No registry is reachable on some machines (and in CI), so the official Python and PostgreSQL
+images cannot be pulled there. This builds a minimal Debian with Debian's packages from the apt
+mirror, packs it as a normalised one-layer image with fixed timestamps (same packages ⇒ same
+image id) and `docker load`s it. Two images (`ImageSpec`): `base` (python3) and `postgres`
+(PostgreSQL 15 behind an entrypoint with the official `postgres` image's interface). Standard
+library only: `ci/provision-docker.sh` runs it before any venv exists::
 
     PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag airnub/base:bookworm
+    PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --image postgres
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +33,18 @@ DEFAULT_EPOCH = 1747699200
 DEFAULT_TAG = "airnub/base:bookworm"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
+#: The base image's run config (the `config` object of its image config).
+BASE_CONFIG: dict[str, object] = {
+    "Env": [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG=C.UTF-8",
+    ],
+    "Cmd": ["/bin/bash"],
+}
+PG_MAJOR = "15"
+#: The official `postgres` image's uid and gid (Debian's adduser would pick 100:102 here).
+POSTGRES_UID = 999
+POSTGRES_ENTRYPOINT = Path(__file__).with_name("postgres-entrypoint.sh")
 
 # Paths inside the root filesystem whose content differs run to run (caches, logs, host files).
 _SCRUB = (
@@ -38,6 +56,10 @@ _SCRUB = (
     "var/cache/debconf/templates.dat-old",
     "var/lib/dpkg/status-old",
     "var/lib/dpkg/diversions-old",
+    "etc/passwd-",
+    "etc/group-",
+    "etc/shadow-",
+    "etc/gshadow-",
     "dev",
     "tmp",
     "run",
@@ -64,8 +86,12 @@ def debian_mirror(sources_dir: Path = SOURCES_DIR) -> str:
     raise RuntimeError(f"no Debian mirror found in {sources_dir}")
 
 
-def scrub(rootfs: Path) -> None:
-    """Remove run-to-run noise (caches, logs, device nodes, host files) from a root filesystem."""
+def scrub(rootfs: Path, epoch: int = DEFAULT_EPOCH) -> None:
+    """Remove run-to-run noise (caches, logs, device nodes, host files) from a root filesystem.
+
+    The "last password change" day of every /etc/shadow entry becomes the epoch's day (useradd
+    writes the day of the build).
+    """
     for rel in _SCRUB:
         path = rootfs / rel
         if path.is_dir() and not path.is_symlink():
@@ -81,6 +107,15 @@ def scrub(rootfs: Path) -> None:
         if path.exists() or path.is_symlink():
             path.unlink()
             path.write_text("")
+    shadow = rootfs / "etc/shadow"
+    if shadow.is_file():
+        lines = []
+        for line in shadow.read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                fields[2] = str(epoch // 86400)
+            lines.append(":".join(fields))
+        shadow.write_text("".join(line + "\n" for line in lines))
 
 
 def pack_layer(rootfs: Path, dest: Path, epoch: int) -> None:
@@ -103,26 +138,30 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int) -> None
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_docker_archive(layer: Path, dest: Path, tag: str, epoch: int) -> str:
-    """Wrap one layer tar as a `docker load`-able archive; return the image id (config digest)."""
+def write_docker_archive(
+    layer: Path,
+    dest: Path,
+    tag: str,
+    epoch: int,
+    run_config: dict[str, object] | None = None,
+    packages: tuple[str, ...] = PACKAGES,
+) -> str:
+    """Wrap one layer tar as a `docker load`-able archive; return the image id (config digest).
+
+    ``run_config`` is the image config's ``config`` object (Env, Cmd, …); default the base's.
+    """
     diff_id = hashlib.sha256(layer.read_bytes()).hexdigest()
     created = datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {
         "architecture": "amd64",
         "os": "linux",
         "created": created,
-        "config": {
-            "Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG=C.UTF-8",
-            ],
-            "Cmd": ["/bin/bash"],
-        },
+        "config": BASE_CONFIG if run_config is None else run_config,
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
         "history": [
             {
                 "created": created,
-                "created_by": f"debootstrap --variant=minbase --include={','.join(PACKAGES)} bookworm",
+                "created_by": f"debootstrap --variant=minbase --include={','.join(packages)} bookworm",
             }
         ],
     }
@@ -141,35 +180,150 @@ def write_docker_archive(layer: Path, dest: Path, tag: str, epoch: int) -> str:
     return f"sha256:{config_id}"
 
 
-def make_base_image(
-    tag: str = DEFAULT_TAG, epoch: int = DEFAULT_EPOCH, suite: str = "bookworm"
+def set_user_ids(rootfs: Path, name: str, uid: int, gid: int) -> None:
+    """Give user and group ``name`` these ids in /etc/passwd and /etc/group, and re-own its files."""
+    old: dict[str, int] = {}  # "etc/passwd" → old uid, "etc/group" → old gid
+    for rel, ids in (("etc/passwd", [uid, gid]), ("etc/group", [gid])):
+        path = rootfs / rel
+        lines = []
+        for line in path.read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                old[rel] = int(fields[2])
+                fields[2 : 2 + len(ids)] = map(str, ids)
+            lines.append(":".join(fields))
+        path.write_text("".join(line + "\n" for line in lines))
+    if len(old) != 2:
+        raise RuntimeError(f"no user and group {name!r} in {rootfs}/etc")
+    old_uid, old_gid = old["etc/passwd"], old["etc/group"]
+    for top, dirs, files in os.walk(rootfs):
+        for entry in [top, *(os.path.join(top, n) for n in dirs + files)]:
+            st = os.lstat(entry)
+            if st.st_uid == old_uid or st.st_gid == old_gid:
+                os.lchown(
+                    entry,
+                    uid if st.st_uid == old_uid else -1,
+                    gid if st.st_gid == old_gid else -1,
+                )
+
+
+def finish_postgres(rootfs: Path) -> None:
+    """Turn a debootstrapped rootfs with Debian's postgresql-15 into an official-style image.
+
+    Drops the cluster and snakeoil TLS key that the packages' postinst made (random content),
+    stops future package installs from creating a cluster, gives `postgres` the official image's
+    ids 999:999, and adds the entrypoint, the socket folder and an empty PGDATA.
+    """
+    for rel in (f"var/lib/postgresql/{PG_MAJOR}", f"etc/postgresql/{PG_MAJOR}"):
+        if (rootfs / rel).is_dir():
+            shutil.rmtree(rootfs / rel)
+    certs = rootfs / "etc/ssl/certs"
+    for path in sorted(certs.iterdir()) if certs.is_dir() else []:
+        if path.name.startswith("ssl-cert-snakeoil") or (
+            path.is_symlink() and os.readlink(path).startswith("ssl-cert-snakeoil")
+        ):
+            path.unlink()
+    (rootfs / "etc/ssl/private/ssl-cert-snakeoil.key").unlink(missing_ok=True)
+    conf = rootfs / "etc/postgresql-common/createcluster.conf"
+    text = re.sub(r"^#?\s*create_main_cluster\s*=.*$", "create_main_cluster = false",
+                  conf.read_text(), flags=re.MULTILINE)  # fmt: skip
+    conf.write_text(text)
+    set_user_ids(rootfs, "postgres", POSTGRES_UID, POSTGRES_UID)
+    entrypoint = rootfs / "usr/local/bin/docker-entrypoint.sh"
+    shutil.copyfile(POSTGRES_ENTRYPOINT, entrypoint)
+    entrypoint.chmod(0o755)
+    for rel, mode in (("run/postgresql", 0o3777), ("var/lib/postgresql/data", 0o700)):
+        path = rootfs / rel
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, POSTGRES_UID, POSTGRES_UID)
+        path.chmod(mode)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One debootstrap image: its packages, its run config and a last edit of its rootfs."""
+
+    tag: str
+    packages: tuple[str, ...]
+    run_config: dict[str, object] = field(default_factory=lambda: dict(BASE_CONFIG))
+    finish: Callable[[Path], None] | None = None
+
+
+BASE = ImageSpec(DEFAULT_TAG, PACKAGES)
+POSTGRES = ImageSpec(
+    "airnub/postgres:15-bookworm",
+    (f"postgresql-{PG_MAJOR}", f"postgresql-client-{PG_MAJOR}"),
+    {
+        # The official image's interface: same variables, entrypoint name, command, port,
+        # volume and stop signal (SIGINT: PostgreSQL's "fast" shutdown).
+        "Env": [
+            f"PATH=/usr/lib/postgresql/{PG_MAJOR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin"
+            ":/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+            f"PG_MAJOR={PG_MAJOR}",
+            "PGDATA=/var/lib/postgresql/data",
+        ],
+        "Entrypoint": ["docker-entrypoint.sh"],
+        "Cmd": ["postgres"],
+        "ExposedPorts": {"5432/tcp": {}},
+        "Volumes": {"/var/lib/postgresql/data": {}},
+        "StopSignal": "SIGINT",
+    },
+    finish_postgres,
+)
+IMAGES = {"base": BASE, "postgres": POSTGRES}
+
+
+def make_image(
+    spec: ImageSpec, tag: str | None = None, epoch: int = DEFAULT_EPOCH, suite: str = "bookworm"
 ) -> str:
-    """Debootstrap a minimal Debian with python3, pack it and `docker load` it; return its id."""
+    """Debootstrap ``spec``'s packages, finish, pack and `docker load` it; return its id."""
     with tempfile.TemporaryDirectory(prefix="airnub-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite,
+            ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}", suite,
              str(rootfs), debian_mirror()],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        scrub(rootfs)
+        scrub(rootfs, epoch)
+        if spec.finish is not None:
+            spec.finish(rootfs)
         layer = Path(tmp) / "layer.tar"
         pack_layer(rootfs, layer, epoch)
         shutil.rmtree(rootfs)
         archive = Path(tmp) / "image.tar"
-        image_id = write_docker_archive(layer, archive, tag, epoch)
+        image_id = write_docker_archive(
+            layer, archive, tag or spec.tag, epoch, spec.run_config, spec.packages
+        )
         subprocess.run(["docker", "load", "-i", str(archive)], check=True)
     return image_id
 
 
+def make_base_image(
+    tag: str = DEFAULT_TAG, epoch: int = DEFAULT_EPOCH, suite: str = "bookworm"
+) -> str:
+    """Debootstrap a minimal Debian with python3, pack it and `docker load` it; return its id."""
+    return make_image(BASE, tag, epoch, suite)
+
+
+def make_postgres_image(
+    tag: str = POSTGRES.tag, epoch: int = DEFAULT_EPOCH, suite: str = "bookworm"
+) -> str:
+    """The same with Debian's PostgreSQL 15 and an official-style entrypoint; return its id."""
+    return make_image(POSTGRES, tag, epoch, suite)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m deploy_tools.image.base [--tag T] [--epoch N]``."""
+    """Command line: ``python -m deploy_tools.image.base [--image base|postgres] [--tag T]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument("--image", choices=sorted(IMAGES), default="base")
+    parser.add_argument(
+        "--tag", help="default: airnub/base:bookworm or airnub/postgres:15-bookworm"
+    )
     parser.add_argument("--epoch", type=int, default=DEFAULT_EPOCH)
     parser.add_argument("--suite", default="bookworm")
     args = parser.parse_args(argv)
-    print(make_base_image(args.tag, args.epoch, args.suite))
+    print(make_image(IMAGES[args.image], args.tag, args.epoch, args.suite))
 
 
 if __name__ == "__main__":
