@@ -30,8 +30,9 @@ def run(cmd: list[str], cwd: Path, timeout: float = 600, **env: str) -> str:
 def git_copy(dest: Path) -> Path:
     """This checkout's files (tracked and untracked, not ignored) as a fresh git repository.
 
-    Its one commit has the time of this checkout's last commit, so images built from the copy
-    reuse the build cache from one test session to the next.
+    Its one commit has the time of this checkout's last change to `uv.lock`: the image's
+    dependency layer is stamped with it, so images built from copies reuse that layer from the
+    build cache until the lock changes.
     """
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
@@ -44,7 +45,7 @@ def git_copy(dest: Path) -> Path:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    when = run(["git", "log", "-1", "--format=%cI"], REPO).strip()
+    when = run(["git", "log", "-1", "--format=%cI", "--", "uv.lock"], REPO).strip()
     ident = ["-c", "user.email=t@t", "-c", "user.name=t"]
     run(["git", "init", "-q"], dest)
     run(["git", *ident, "add", "-A"], dest)

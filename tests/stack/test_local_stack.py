@@ -308,7 +308,15 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = airnub(
-            tmp_path, "stack", "up", "--mode", "process", "--server-port", str(port), "--data-port", str(free_port())
+            tmp_path,
+            "stack",
+            "up",
+            "--mode",
+            "process",
+            "--server-port",
+            str(port),
+            "--data-port",
+            str(free_port()),
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is taken by another program" in result.stderr

@@ -1,0 +1,129 @@
+"""`ComposeStack` without Docker: names, values for the setup files, `.env`, the env files."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from deploy_tools import server_settings
+from deploy_tools.settings import load_settings
+from deploy_tools.stack import ComposeStack, Ports, StackError
+from deploy_tools.stack.compose import project_name
+
+TABLE = """
+[tool.airnub]
+local_pool = "pool-x"
+
+[[tool.airnub.projects]]
+name = "alpha"
+flows_package = "flows_alpha"
+env_prefix = "ALPHA_"
+data_root = "data/alpha_out"
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("AIRNUB_SERVER_PORT", "AIRNUB_DATA_PORT", "AIRNUB_PROJECT_DIR",
+                 "AIRNUB_COMPOSE_FILES", "AIRNUB_IMAGE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "My Checkout"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(TABLE)
+    return root
+
+
+def stack(root: Path) -> ComposeStack:
+    return ComposeStack(load_settings(root), Ports(4300, 8800))
+
+
+def test_the_project_name_comes_from_the_checkout_so_two_do_not_clash(tmp_path: Path) -> None:
+    a, b = tmp_path / "a" / "pipelines", tmp_path / "b" / "pipelines"
+    assert project_name(a) != project_name(b)
+    assert project_name(a).startswith("airnub-pipelines-")
+    assert project_name(a) == project_name(a)
+    assert project_name(Path("/x/Ünïcode Name!")).startswith("airnub-n-code-name-")
+
+
+def test_apply_env_is_what_the_containers_see(checkout: Path) -> None:
+    s = stack(checkout)
+    alpha = s.apply_env(s.settings.project("alpha"))
+    assert alpha == {
+        "AIRNUB_PROJECT_DIR": "/app",
+        "AIRNUB_LOCAL_POOL": "pool-x",
+        "AIRNUB_PROJECT": "alpha",
+        "AIRNUB_DATA_ROOT": "/app/data/alpha_out",
+        "AIRNUB_DEMO_DATA_URL": "http://demo-data:8000/alpha",
+    }
+    assert (s.api_url, s.ui_url) == ("http://127.0.0.1:4300/api", "http://127.0.0.1:4300")
+
+
+def test_a_data_root_outside_data_is_refused_naming_it(checkout: Path) -> None:
+    (checkout / "pyproject.toml").write_text(TABLE.replace("data/alpha_out", "elsewhere/out"))
+    s = stack(checkout)
+    with pytest.raises(
+        StackError, match=r"data_root of project 'alpha' .*elsewhere/out\) is outside"
+    ):
+        s.apply_env(s.settings.project("alpha"))
+
+
+def test_a_password_is_generated_once_into_a_private_env_file(checkout: Path) -> None:
+    s = stack(checkout)
+    notes: list[str] = []
+    s.note = notes.append
+    s.ensure_password()
+    env = checkout / ".env"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    text = env.read_text()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("POSTGRES_PASSWORD=")]
+    assert len(line) > len("POSTGRES_PASSWORD=") + 24
+    assert not any(line.split("=", 1)[1] in n for n in notes)  # never printed
+    s.ensure_password()
+    assert env.read_text() == text  # kept
+
+
+def test_a_password_is_added_to_an_env_file_without_one_and_others_kept(checkout: Path) -> None:
+    env = checkout / ".env"
+    env.write_text("AIRNUB_DATA_PORT=9999")  # no trailing newline
+    stack(checkout).ensure_password()
+    lines = env.read_text().splitlines()
+    assert lines[0] == "AIRNUB_DATA_PORT=9999"
+    assert lines[1].startswith("POSTGRES_PASSWORD=")
+    env.write_text("POSTGRES_PASSWORD=mine\n")
+    stack(checkout).ensure_password()
+    assert env.read_text() == "POSTGRES_PASSWORD=mine\n"
+
+
+def test_env_files_hold_the_shared_settings_and_no_secret(checkout: Path) -> None:
+    s = stack(checkout)
+    s.write_env_files()
+    server = (checkout / ".local" / "compose" / "server.env").read_text()
+    worker = (checkout / ".local" / "compose" / "worker.env").read_text()
+    for key, value in {**server_settings.postgres_env(), **server_settings.telemetry_env()}.items():
+        assert f"{key}={value}\n" in server
+    assert "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=100\n" in server
+    assert "PREFECT_SERVER_API_HOST=0.0.0.0\n" in server
+    assert "DATABASE_CONNECTION_URL" not in server  # compose.yaml builds it from .env
+    assert "ALPHA_DATA_ROOT=/app/data/alpha_out\n" in worker
+    assert "PREFECT_API_URL=http://prefect-server:4200/api\n" in worker
+    assert "PASSWORD" not in server + worker
+
+
+def test_compose_args_name_the_files_env_file_and_project(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRNUB_COMPOSE_FILES", '["deploy/override.yaml"]')
+    s = stack(checkout)
+    root = s.settings.project_dir
+    assert s.compose_args() == [
+        "docker", "compose",
+        "-f", str(root / "deploy" / "compose.yaml"),
+        "-f", str(root / "deploy" / "override.yaml"),
+        "--env-file", str(root / ".env"),
+        "-p", project_name(root),
+    ]  # fmt: skip
+    env = s.compose_env()
+    assert (env["AIRNUB_SERVER_PORT"], env["AIRNUB_DATA_PORT"]) == ("4300", "8800")
+    assert env["AIRNUB_DATA_DIR"] == str(root / "data")
