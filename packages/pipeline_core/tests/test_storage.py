@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
