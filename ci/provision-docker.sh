@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision a Docker engine (BuildKit new enough for rewrite-timestamp), buildx and compose v2
-# from Debian packages, start dockerd with the containerd image store, and load two offline
+# from Debian packages (and Debian's docker-registry, which tests/remote runs on 127.0.0.1), start dockerd with the containerd image store, and load two offline
 # debootstrap images, the base and PostgreSQL 15 (no registry is reachable here or in CI).
 #
 # Idempotent: a second run only checks versions, that `docker info` answers and that both images
@@ -21,7 +21,7 @@ need_install() {
   v="$(dpkg-query -W -f='${Version}' docker.io 2>/dev/null || true)"
   [[ -z "$v" ]] && return 0
   dpkg --compare-versions "$v" ge 26 || return 0
-  for p in docker-cli docker-buildx docker-compose containerd debootstrap; do
+  for p in docker-cli docker-buildx docker-compose containerd debootstrap docker-registry; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || return 0
   done
   return 1
@@ -42,7 +42,7 @@ install_packages() {
   apt-get "${opts[@]}" update -qq
   apt-get "${opts[@]}" install -y -qq --no-install-recommends \
     docker.io/trixie docker-cli/trixie docker-buildx/trixie docker-compose/trixie \
-    containerd/trixie debootstrap iptables ca-certificates >/dev/null
+    containerd/trixie debootstrap iptables ca-certificates docker-registry >/dev/null
 }
 
 start_dockerd() {

@@ -66,6 +66,48 @@ def _note(line: str) -> None:
 
 
 @app.command()
-def remote() -> None:
-    """Deploy to a remote Prefect server (not implemented yet)."""
-    raise fail("`deploy remote` is not implemented yet; see deploy/prefect.yaml", code=2)
+def remote(
+    *,
+    api_url: str | None = typer.Option(
+        None,
+        "--api-url",
+        envvar="PREFECT_API_URL",
+        help="The remote Prefect API (env PREFECT_API_URL).",
+    ),
+    registry: str | None = typer.Option(
+        None, "--registry", envvar="AIRNUB_REGISTRY", help="host[:port][/path] to push to."
+    ),
+    image: str | None = typer.Option(
+        None, "--image", help="Local image name:tag (default: image of [tool.airnub])."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
+) -> None:
+    """Build and push the worker image, apply pools, variables and blocks, deploy prefect.yaml.
+
+    Credentials come from the environment only: PREFECT_API_KEY (Prefect Cloud) or
+    PREFECT_API_AUTH_STRING (a self-hosted server with basic auth); never printed or stored.
+    """
+    from deploy_tools.deploy_service import DeployError
+    from deploy_tools.remote_deploy import RemoteTarget, deploy_remote
+
+    config = settings()
+    if not api_url:
+        raise fail("PREFECT_API_URL is not set: the remote Prefect API, e.g. "
+                   "https://prefect.example.com/api (or pass --api-url)", code=2)  # fmt: skip
+    if not registry and not dry_run:
+        raise fail("AIRNUB_REGISTRY is not set: the registry to push the image to, e.g. "
+                   "registry.example.com:5000/team (or pass --registry)", code=2)  # fmt: skip
+    target = RemoteTarget(api_url.rstrip("/"), (registry or "").rstrip("/"), image or config.image)
+    reporter = RichReporter()
+    try:
+        result = deploy_remote(config, reporter, target, dry_run=dry_run)
+    except DeployError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        reporter.close()
+    if dry_run:
+        console.print("dry run: nothing was built, pushed or applied")
+        return
+    console.print(f"\n[bold]Image[/bold]        {result.image_ref}")
+    for name in result.deployments:
+        console.print(f"[bold]Deployment[/bold]   {name}", markup=True)

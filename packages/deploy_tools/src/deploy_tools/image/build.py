@@ -193,6 +193,48 @@ def buildx(
         return digest
 
 
+# Files whose change means a built image is out of date (`git status` of these paths).
+IMAGE_INPUTS = ("packages", "deploy", "pyproject.toml", "uv.lock", "Dockerfile.worker")
+
+
+def outdated_because(project: Path, tag: str) -> str | None:
+    """Why the local image `tag` does not hold `project` as it is now; None when it does.
+
+    Current means: its revision label is HEAD and `git status` shows no change under
+    `IMAGE_INPUTS`. Outside a git checkout an existing image counts as current.
+    """
+    revision = image_label(tag, "org.opencontainers.image.revision")
+    if revision is None:
+        return "not built yet"
+    head = git_output(project, "rev-parse", "HEAD")
+    if git_output(project, "status", "--porcelain", "--", *IMAGE_INPUTS):
+        return "uncommitted changes"
+    if head is not None and revision != head:
+        return f"built from {revision[:12]}, HEAD is {head[:12]}"
+    return None
+
+
+def local_digest(tag: str) -> str:
+    """The manifest digest of the local image `tag` (its ID, with the containerd image store)."""
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"image {tag} is not in the local image store")
+    return proc.stdout.strip()
+
+
+def ensure_image(opts: BuildOptions, *, force: bool = False) -> tuple[BuildResult, str | None]:
+    """The image of `opts`, built only when `force` or outdated; returns it and why it was built
+    (None: reused as it was)."""
+    project = opts.project.resolve()
+    why = "--build" if force else outdated_because(project, opts.tag)
+    if why is None:
+        revision = image_label(opts.tag, "org.opencontainers.image.revision") or "unknown"
+        return BuildResult(opts.tag, local_digest(opts.tag), 0.0, project, revision), None
+    return build_image(opts), why
+
+
 def build_image(opts: BuildOptions) -> BuildResult:
     """Assemble the context for ``opts.project`` and build the image deterministically."""
     start = time.monotonic()

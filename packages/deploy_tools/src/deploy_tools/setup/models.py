@@ -11,11 +11,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Stack = Literal["local", "remote"]
+
+
 class WorkPoolFile(_Strict):
     """`deploy/work_pools/<name>.yaml`: a work pool; `job_variables` set template defaults."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     type: Literal["process", "docker"]
+    stacks: list[Stack] = Field(
+        default_factory=lambda: list[Stack](["local", "remote"]),
+        description="Where `setup apply` creates it: the local stack, the remote server "
+        "(`deploy remote`), or both.",
+    )
     description: str | None = None
     concurrency_limit: int | None = Field(default=None, ge=1)
     job_variables: dict[str, Any] = Field(default_factory=dict)

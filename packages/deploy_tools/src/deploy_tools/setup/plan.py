@@ -272,10 +272,11 @@ class SetupFiles:
     deployments: tuple[Path, ...] = ()
 
 
-def load_plan(groups: Sequence[SetupFiles], *, base: Path) -> SetupPlan:
+def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local") -> SetupPlan:
     """Validate every group's work pools, variables, blocks and deployment files.
 
-    File names in problems are relative to `base` (the project folder).
+    File names in problems are relative to `base` (the project folder). Only the work pools
+    whose `stacks` include `target` (`local` or `remote`) are planned.
 
     Raises:
         SetupFilesError: every problem found, each naming its file and key.
@@ -296,8 +297,9 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path) -> SetupPlan:
                     base_job_template(pool)
                 except ValueError as exc:
                     problems.append(f"{where}: {exc}")
-                plan.work_pools.append(pool)
-                origin[id(pool)] = path
+                if target in pool.stacks:  # every pool file is validated, for either target
+                    plan.work_pools.append(pool)
+                    origin[id(pool)] = path
 
         for path in sorted((group.folder / "variables").glob("*.yaml")):
             where = _rel(path, base)

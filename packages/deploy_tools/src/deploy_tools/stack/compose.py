@@ -36,8 +36,6 @@ DATA_PORT = 8000
 SERVICES = {"server": "prefect-server", "worker": "worker", "demo-data": "demo-data"}
 DB_SERVICE = "postgres"
 WAIT_SECONDS = 180
-# Files whose change means the worker image is out of date (`git status` of these paths).
-IMAGE_INPUTS = ("packages", "deploy", "pyproject.toml", "uv.lock", "Dockerfile.worker")
 
 
 def project_name(root: Path) -> str:
@@ -226,34 +224,19 @@ class ComposeStack:
 
     def ensure_image(self) -> None:
         """Build the worker image when it is missing, older than HEAD, the tree has changes
-        under its inputs, or `build` was asked for."""
-        from deploy_tools.image.build import BuildOptions, build_image, git_output, image_label
+        under its inputs, or `build` was asked for (`image.build.ensure_image`)."""
+        from deploy_tools.image.build import BuildOptions, ensure_image, outdated_because
 
         s = self.settings
-        root = s.project_dir
-        head = git_output(root, "rev-parse", "HEAD")
-        dirty = bool(git_output(root, "status", "--porcelain", "--", *IMAGE_INPUTS))
-        revision = image_label(s.image, "org.opencontainers.image.revision")
-        if revision is not None and not self.build and not dirty and revision == (head or revision):
-            self.note(f"worker image {s.image} is up to date (revision {revision[:12]})")
+        why = "--build" if self.build else outdated_because(s.project_dir, s.image)
+        if why is None:
+            self.note(f"worker image {s.image} is up to date")
             return
-        why = (
-            "--build" if self.build
-            else "not built yet" if revision is None
-            else "uncommitted changes" if dirty
-            else f"built from {revision[:12]}, HEAD is {(head or '?')[:12]}"
-        )  # fmt: skip
         self.note(f"building the worker image {s.image} ({why}; ~1 min the first time)")
+        opts = BuildOptions(project=s.project_dir, tag=s.image, base_image=s.base_image,
+                            quiet=True, source=s.image_source)  # fmt: skip
         try:
-            result = build_image(
-                BuildOptions(
-                    project=root,
-                    tag=s.image,
-                    base_image=s.base_image,
-                    quiet=True,
-                    source=s.image_source,
-                )
-            )
+            result, _ = ensure_image(opts, force=True)
         except RuntimeError as exc:
             raise StackError(f"the worker image did not build: {exc}") from None
         self.note(f"built {result.ref} in {result.seconds:.0f} s")

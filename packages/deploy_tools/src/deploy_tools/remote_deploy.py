@@ -1,0 +1,278 @@
+"""The remote deploy use case (`airnub deploy remote`): gate → an authenticated check of the API
+→ every file validated → build → push → pools, variables, blocks → `prefect deploy --all` of
+`deploy/prefect.yaml` → each deployment read back, its image checked to be the pushed digest.
+
+Anything that fails before `prefect deploy` leaves the remote without a deployment change; the
+error says what to fix. Credentials (PREFECT_API_KEY, PREFECT_API_AUTH_STRING) are read by
+Prefect's client from the environment; they are never printed, written or passed as arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints
+from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
+from deploy_tools.setup import SetupFiles
+
+APP_DIR = "/app"  # the image's WORKDIR, where the flows run
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where to deploy: the API, the registry, the local image tag."""
+
+    api_url: str
+    registry: str
+    image: str
+
+
+@dataclass
+class RemoteResult:
+    """What `deploy_remote` did (or, with `dry_run`, would do)."""
+
+    image_ref: str = ""
+    deployments: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+
+
+def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
+    """`${NAME}` values for the setup files as the flow-run containers see them."""
+    env = {"AIRNUB_PROJECT_DIR": APP_DIR, "AIRNUB_LOCAL_POOL": settings.local_pool}
+    if project is not None:
+        rel = project.data_root.relative_to(settings.project_dir).as_posix()
+        env["AIRNUB_PROJECT"] = project.name
+        env["AIRNUB_DATA_ROOT"] = f"{APP_DIR}/{rel}"
+    return env
+
+
+def remote_setup_files(settings: AirnubSettings) -> list[SetupFiles]:
+    """The shared folder (the remote's pools) and each project's variables and blocks.
+
+    The projects' local deployment files are not applied: `prefect.yaml` holds the remote ones.
+    AIRNUB_DEMO_DATA_URL (the demo sources) comes from the environment, not from a local stack.
+    """
+    groups = [SetupFiles(settings.deploy_dir, {**os.environ, **remote_apply_env(settings, None)})]
+    for p in settings.projects:
+        groups.append(SetupFiles(p.deploy_dir, {**os.environ, **remote_apply_env(settings, p)}))
+    return groups
+
+
+def check_api(api_url: str) -> None:
+    """An authenticated call to the API (`/health` answers without credentials).
+
+    Raises:
+        DeployError: it does not answer, or refuses the credentials; the message says which.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from deploy_tools.prefect_api import connection_failure, describe, use_api
+
+    async def probe() -> None:
+        async with get_client() as client:
+            await client.read_work_pools(limit=1)
+
+    try:
+        with use_api(api_url, retries=1):
+            asyncio.run(probe())
+    except PrefectHTTPStatusError as exc:
+        status = exc.response.status_code
+        if status in (401, 403):
+            raise DeployError(
+                f"the Prefect API at {api_url} refused the credentials ({status}): set "
+                "PREFECT_API_AUTH_STRING (self-hosted, basic auth) or PREFECT_API_KEY (Prefect "
+                "Cloud); nothing was deployed"
+            ) from None
+        raise DeployError(
+            f"the Prefect API at {api_url} answered {status}: {describe(exc)}"
+        ) from None
+    except Exception as exc:
+        lost = connection_failure(exc)
+        if lost is None:
+            raise
+        raise DeployError(
+            f"no Prefect API answers at {api_url} ({describe(lost)}); check PREFECT_API_URL; "
+            "nothing was deployed"
+        ) from None
+
+
+def load_remote_file(settings: AirnubSettings) -> dict[str, Any]:
+    """`deploy/prefect.yaml`, parsed and checked against the setup models.
+
+    Raises:
+        DeployError: it is missing or invalid, naming the key.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from deploy_tools.setup.models import PrefectFile
+
+    path = settings.deploy_dir / REMOTE_DEPLOY_FILE
+    try:
+        raw = yaml.safe_load(path.read_text())
+        PrefectFile.model_validate(raw)
+    except FileNotFoundError:
+        raise DeployError(f"{path} is missing: nothing to deploy") from None
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise DeployError(f"{path} is invalid, nothing was deployed:\n{exc}") from None
+    return dict(raw)
+
+
+def deploy_remote(
+    settings: AirnubSettings, reporter: Reporter, target: RemoteTarget, *, dry_run: bool = False
+) -> RemoteResult:
+    """Deploy every deployment of `deploy/prefect.yaml` to `target` (see the module docstring).
+
+    Raises:
+        DeployError: a step failed; what was done before it is reported.
+    """
+    from deploy_tools.prefect_api import use_api
+    from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
+
+    result = RemoteResult()
+    remote_file = settings.deploy_dir / REMOTE_DEPLOY_FILE
+    check_entrypoints([remote_file], reporter)
+
+    reporter.step_started("api", f"checking {target.api_url} with the credentials given")
+    check_api(target.api_url)
+    reporter.step_finished("api", f"{target.api_url} answers and accepts the credentials")
+
+    reporter.step_started("files", "validating deploy/ for the remote")
+    spec = load_remote_file(settings)
+    try:
+        plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
+    except SetupFilesError as exc:
+        reporter.step_finished("files", "invalid setup files, nothing was deployed:", ok=False)
+        for problem in exc.problems:
+            reporter.failure(f"  {problem}")
+        raise DeployError("deploy remote stopped before building") from None
+    pools = {p.name for p in plan.work_pools}
+    deployments = spec["deployments"]
+    for d in deployments:
+        pool = d["work_pool"]["name"]
+        if pool not in pools:
+            raise DeployError(
+                f"{remote_file.name}: deployment {d['name']} ({d['entrypoint']}) uses work pool "
+                f"{pool!r}, which no file under deploy/work_pools/ defines for the remote"
+            )
+    names = [f"{d['entrypoint']} ({d['name']})" for d in deployments]
+    reporter.step_finished(
+        "files",
+        f"{len(plan.work_pools)} pool(s), {len(plan.variables)} variable(s), "
+        f"{len(plan.blocks)} block(s), {len(deployments)} deployment(s)",
+    )
+    if dry_run:
+        reporter.info(f"would build {target.image} and push it to {target.registry}")
+        for p in plan.work_pools:
+            reporter.info(f"would apply work pool {p.name} ({p.type})")
+        for v in plan.variables:
+            reporter.info(f"would apply variable {v.name}")
+        for b in plan.blocks:
+            note = f" (skipped: {b.skipped_because})" if b.skipped_because else ""
+            reporter.info(f"would apply block {b.spec.type}/{b.spec.name}{note}")
+        for n in names:
+            reporter.info(f"would deploy {n} with the image by digest")
+        result.deployments = names
+        return result
+
+    from deploy_tools import remote_steps
+
+    reporter.step_started("image", f"building {target.image} (reused when up to date)")
+    try:
+        built = remote_steps.build_image(target.image, project=str(settings.project_dir))
+        reporter.step_finished(
+            "image", f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
+        )
+        reporter.step_started("push", f"pushing to {target.registry}")
+        pushed = remote_steps.push_image(built["image"], target.registry)
+    except remote_steps.StepError as exc:
+        reporter.step_finished("image", "failed, nothing was deployed", ok=False)
+        raise DeployError(str(exc)) from None
+    result.image_ref = pushed["image_ref"]
+    reporter.step_finished("push", pushed["image_ref"])
+
+    reporter.step_started("setup", "applying pools, variables and blocks")
+    try:
+        with use_api(target.api_url, retries=2):
+            changes = asyncio.run(apply_plan(plan))
+    except Exception as exc:
+        reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
+        raise DeployError("deploy remote stopped before deploying") from None
+    for c in changes:
+        reporter.info(f"  {c.kind} {c.name}: {c.action}" + (f" ({c.detail})" if c.detail else ""))
+        result.applied.append(f"{c.kind} {c.name}: {c.action}")
+    reporter.step_finished("setup", f"{len(changes)} object(s) checked")
+
+    reporter.step_started("deploy", f"prefect deploy --all --prefect-file {remote_file}")
+    prefect = Path(sys.executable).with_name("prefect")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": target.api_url,
+        "PREFECT_CLI_PROMPT": "false",
+        "AIRNUB_IMAGE": target.image,
+        "AIRNUB_REGISTRY": target.registry,
+    }
+    proc = subprocess.run(
+        [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(remote_file)],
+        cwd=settings.project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        reporter.step_finished("deploy", f"prefect deploy failed ({proc.returncode})", ok=False)
+        for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]:
+            reporter.failure(f"  {line}")
+        raise DeployError("fix the error above and run `deploy remote` again")
+    result.deployments = verify_deployments(target.api_url, deployments, pushed["image_ref"])
+    reporter.step_finished(
+        "deploy", f"{len(result.deployments)} deployment(s), image {result.image_ref}"
+    )
+    return result
+
+
+def verify_deployments(api_url: str, entries: list[dict[str, Any]], image_ref: str) -> list[str]:
+    """Read each deployment back: its image must be `image_ref` (Prefect drops an unresolved
+    `{{ push.image_ref }}` with only a warning, and the pool's default image would run).
+
+    Raises:
+        DeployError: a deployment is missing or runs another image.
+    """
+    from prefect.client.orchestration import get_client
+
+    from deploy_tools.prefect_api import use_api
+
+    async def read() -> list[tuple[str, Any]]:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+        names = sorted({d["name"] for d in entries})
+        async with get_client() as client:
+            deps = await client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+            )
+            flows = {f.id: f.name for f in await client.read_flows()}
+        by_key = {(d.entrypoint, d.name): d for d in deps}
+        out = []
+        for e in entries:
+            dep = by_key.get((e["entrypoint"], e["name"]))
+            if dep is None:
+                out.append((f"{e['entrypoint']} ({e['name']})", None))
+            else:
+                image = (dep.job_variables or {}).get("image")
+                out.append((f"{flows.get(dep.flow_id, '?')}/{dep.name}", image))
+        return out
+
+    with use_api(api_url, retries=2):
+        found = asyncio.run(read())
+    wrong = [f"{n}: {img!r}" for n, img in found if img != image_ref]
+    if wrong:
+        raise DeployError(f"deployments without the pushed image {image_ref}: {'; '.join(wrong)}")
+    return [n for n, _ in found]

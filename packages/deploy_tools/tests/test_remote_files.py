@@ -1,0 +1,77 @@
+"""The remote side of deploy/ without a server: pools per target, the values the containers
+see, deploy/prefect.yaml as Prefect reads it, and the steps refusing empty inputs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_tools import remote_steps
+from deploy_tools.remote_deploy import load_remote_file, remote_apply_env, remote_setup_files
+from deploy_tools.settings import load_settings
+from deploy_tools.setup import load_plan
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN", "AIRNUB_PROJECT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com/alpha")
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_each_target_gets_its_own_pools(checkout: Path) -> None:
+    settings = load_settings(checkout)
+    remote = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
+    assert [(p.name, p.type) for p in remote.work_pools] == [("airnub-docker", "docker")]
+    assert remote.deployments == []  # the remote's deployments are prefect.yaml's
+    assert {v.name for v in remote.variables} == {"alpha_sources"}
+    (sources,) = remote.variables
+    assert sources.value[0]["url"] == "https://files.example.com/alpha/cities.csv"
+    storage = next(b for b in remote.blocks if b.spec.name == "alpha-local-storage")
+    assert storage.data == {"basepath": "/app/data/project_alpha_demo_outputs"}
+
+
+def test_the_containers_see_app_and_app_data(checkout: Path) -> None:
+    settings = load_settings(checkout)
+    env = remote_apply_env(settings, settings.project("alpha"))
+    assert env["AIRNUB_PROJECT_DIR"] == "/app"
+    assert env["AIRNUB_DATA_ROOT"] == "/app/data/project_alpha_demo_outputs"
+
+
+def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Path) -> None:
+    raw = load_remote_file(load_settings(checkout))
+    text = (checkout / "deploy" / "prefect.yaml").read_text()
+    assert "${" not in "".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote_steps.build_image"]
+    assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote_steps.push_image"]
+    assert raw["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}
+    ]
+    for d in raw["deployments"]:
+        jv = d["work_pool"]["job_variables"]
+        assert d["work_pool"]["name"] == "airnub-docker"
+        assert jv["image"] == "{{ push.image_ref }}"
+        assert jv["image_pull_policy"] == "IfNotPresent"
+        assert jv["volumes"] == ["airnub-alpha-data:/app/data"]
+    assert yaml.safe_load(text) == raw
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: remote_steps.push_image("airnub-worker:x", ""), "set AIRNUB_REGISTRY"),
+        (lambda: remote_steps.push_image("", "127.0.0.1:5000"), "build step's `image` output"),
+        (lambda: remote_steps.push_image("  ", "127.0.0.1:5000"), "push_image: image is empty"),
+    ],
+)
+def test_steps_refuse_what_an_unset_variable_makes_of_their_inputs(call, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(remote_steps.StepError, match=message):
+        call()

@@ -1,0 +1,187 @@
+"""A remote, all on this machine: Debian's docker-registry on 127.0.0.1, a second Prefect server
+with basic auth (PREFECT_SERVER_API_AUTH_STRING) standing in for the remote, a demo-data server
+for the sources, and a git copy of this checkout to deploy from. Nothing is pulled.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.checkout import git_copy
+from tests.compose.conftest import compose_images
+from tests.stack.test_local_stack import free_port
+
+BIN = Path(sys.executable).parent
+TEST_IMAGE = "airnub-worker:remote-test"
+
+
+def _start(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer; {log.read_text()[-3000:]}")
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`docker-registry serve` on 127.0.0.1:<free port>, filesystem storage, no auth."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("Debian's docker-registry is not installed (run ci/provision-docker.sh)")
+    compose_images()  # a Docker engine and the offline images, or skip
+    folder = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = folder / "registry.log"
+    proc = _start([binary, "serve", str(config)], _clean_env(), log)
+    try:
+        _wait(f"http://127.0.0.1:{port}/v2/", proc, log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class Remote:
+    """The stand-in remote: its API URL and auth string (user:password)."""
+
+    api_url: str
+    auth: str
+    home: Path
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        return {**_clean_env(), "PREFECT_API_URL": self.api_url,
+                "PREFECT_API_AUTH_STRING": self.auth, **extra}  # fmt: skip
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        resp = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30,
+                             auth=tuple(self.auth.split(":", 1)))  # type: ignore[arg-type]  # fmt: skip
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
+    def deployments(self) -> list[tuple[str, str]]:
+        """(name, updated) of every deployment: unchanged means nothing was deployed."""
+        return sorted((d["name"] + ":" + d["entrypoint"], d["updated"])
+                      for d in self.api("POST", "/deployments/filter", {}))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    """A Prefect server on SQLite that wants basic auth (the remote of these tests)."""
+    home = tmp_path_factory.mktemp("remote-server")
+    port = free_port()
+    auth = f"airnub:{secrets.token_urlsafe(16)}"
+    env = {
+        **_clean_env(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_AUTH_STRING": auth,
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'remote.db'}",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    }
+    log = home / "server.log"
+    proc = _start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                   "--port", str(port)], env, log)  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/api/health", proc, log)
+        yield Remote(f"http://127.0.0.1:{port}/api", auth, home)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo-data server on 127.0.0.1 (flow-run containers reach it: host network)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("demo-data") / "demo-data.log"
+    repo = Path(__file__).resolve().parents[2]
+    proc = _start([sys.executable, "-m", "deploy_tools.stack.demo_data", "--port", str(port)],
+                  _clean_env(), log, cwd=repo)  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class Copy:
+    """A git copy of this checkout and the environment `deploy remote` gets there."""
+
+    root: Path
+    env: dict[str, str]
+
+    def run(
+        self, *cmd: str, timeout: float = 900, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cmd], cwd=self.root, env={**self.env, **extra}, capture_output=True,
+                              text=True, timeout=timeout, check=False)  # fmt: skip
+
+    def airnub(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run(str(BIN / "airnub"), *args, **extra)
+
+
+@pytest.fixture(scope="session")
+def checkout(
+    tmp_path_factory: pytest.TempPathFactory, remote: Remote, registry: str, demo_data: str
+) -> Copy:
+    root = git_copy(tmp_path_factory.mktemp("remote-copy") / "checkout")
+    env = remote.client_env(
+        **compose_images(),
+        AIRNUB_IMAGE=TEST_IMAGE,
+        AIRNUB_REGISTRY=registry,
+        AIRNUB_DEMO_DATA_URL=f"{demo_data}/alpha",
+        BUILDX_NO_DEFAULT_ATTESTATIONS="1",
+        COLUMNS="200",
+    )
+    return Copy(root, env)

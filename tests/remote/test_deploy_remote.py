@@ -1,0 +1,187 @@
+"""`airnub deploy remote` against a stand-in remote on this machine: a basic-auth Prefect
+server, a registry on 127.0.0.1 and a prefect-docker worker. The failures come first (the
+server is still empty: each must leave it so), then the deploy, a run in a container of the
+pushed digest, and plain `prefect deploy` of the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.remote.conftest import BIN, Copy, Remote, _start, _stop
+from tests.stack.test_local_stack import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.stack]
+
+VOLUME = "airnub-alpha-data"  # the named volume deploy/prefect.yaml mounts at /app/data
+
+
+def nothing_deployed(remote: Remote) -> None:
+    assert remote.deployments() == []
+
+
+# -- every failure stops before anything is deployed --------------------------------------
+def test_a_missing_api_url_is_refused(checkout: Copy, remote: Remote) -> None:
+    done = checkout.airnub("deploy", "remote", PREFECT_API_URL="")
+    assert done.returncode == 2
+    assert "PREFECT_API_URL is not set" in done.stderr
+    nothing_deployed(remote)
+
+
+def test_an_unreachable_api_is_refused(checkout: Copy, remote: Remote) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    done = checkout.airnub("deploy", "remote", PREFECT_API_URL=url)
+    assert done.returncode == 1
+    assert f"no Prefect API answers at {url}" in done.stderr
+    nothing_deployed(remote)
+
+
+@pytest.mark.parametrize("auth", ["", "airnub:wrong"])
+def test_a_missing_or_wrong_auth_string_is_refused(
+    checkout: Copy, remote: Remote, auth: str
+) -> None:
+    done = checkout.airnub("deploy", "remote", PREFECT_API_AUTH_STRING=auth)
+    assert done.returncode == 1
+    assert "refused the credentials (401)" in done.stderr
+    assert remote.auth.split(":")[1] not in done.stdout + done.stderr
+    nothing_deployed(remote)
+
+
+def test_an_invalid_file_is_refused(checkout: Copy, remote: Remote) -> None:
+    pool = checkout.root / "deploy" / "work_pools" / "airnub-docker.yaml"
+    good = pool.read_text()
+    pool.write_text(good + "  no_such_variable: 1\n")
+    try:
+        done = checkout.airnub("deploy", "remote")
+    finally:
+        pool.write_text(good)
+    assert done.returncode == 1
+    assert "deploy/work_pools/airnub-docker.yaml: job_variables.no_such_variable" in done.stderr
+    nothing_deployed(remote)
+
+
+def test_a_failed_build_is_refused(checkout: Copy, remote: Remote) -> None:
+    done = checkout.airnub("deploy", "remote", AIRNUB_IMAGE="airnub-worker:remote-never",
+                           AIRNUB_BASE_IMAGE="airnub/no-such-base:1")  # fmt: skip
+    assert done.returncode == 1
+    assert "the worker image did not build" in done.stderr
+    assert "airnub/no-such-base:1" in done.stderr
+    nothing_deployed(remote)
+
+
+def test_a_failed_push_is_refused(checkout: Copy, remote: Remote) -> None:
+    done = checkout.airnub("deploy", "remote", AIRNUB_REGISTRY=f"127.0.0.1:{free_port()}")
+    assert done.returncode == 1
+    assert "docker push" in done.stderr and "failed" in done.stderr
+    nothing_deployed(remote)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(checkout: Copy, remote: Remote) -> None:
+    done = checkout.airnub("deploy", "remote", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "would apply work pool airnub-docker (docker)" in done.stdout
+    assert "would deploy flows_alpha.pipeline:alpha_pipeline (docker)" in done.stdout
+    assert "local-process" not in done.stdout  # a local-only pool
+    nothing_deployed(remote)
+    assert remote.api("POST", "/work_pools/filter", {}) == []
+
+
+# -- the deploy and a run -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def deployed(checkout: Copy, remote: Remote) -> str:
+    done = checkout.airnub("deploy", "remote")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    assert remote.auth not in out
+    found = re.search(r"Image\s+(\S+@sha256:[0-9a-f]{64})", done.stdout)
+    assert found, out
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def docker_worker(
+    deployed: str, remote: Remote, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    log = tmp_path_factory.mktemp("docker-worker") / "worker.log"
+    env = remote.client_env(PREFECT_WORKER_QUERY_SECONDS="1")
+    proc = _start([str(BIN / "prefect"), "worker", "start", "--type", "docker",
+                   "--pool", "airnub-docker", "--name", "remote-test"], env, log)  # fmt: skip
+    try:
+        yield
+    finally:
+        _stop(proc)
+        subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)
+
+
+def test_every_deployment_names_the_pushed_digest(deployed: str, remote: Remote) -> None:
+    deps = remote.api("POST", "/deployments/filter", {})
+    assert sorted(d["entrypoint"] for d in deps) == [
+        "flows_alpha.ingest:ingest",
+        "flows_alpha.pipeline:alpha_pipeline",
+        "flows_alpha.process:process",
+    ]
+    for d in deps:
+        assert d["job_variables"]["image"] == deployed
+        assert d["job_variables"]["image_pull_policy"] == "IfNotPresent"
+        assert d["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}
+        ]
+        assert d["work_pool_name"] == "airnub-docker"
+        assert remote.auth.split(":")[1] not in json.dumps(d)
+    (pool,) = remote.api("POST", "/work_pools/filter", {})
+    assert (pool["name"], pool["type"]) == ("airnub-docker", "docker")
+
+
+def test_alpha_pipeline_completes_in_a_container_of_the_pushed_digest(
+    deployed: str, docker_worker: None, remote: Remote, checkout: Copy
+) -> None:
+    dep = remote.api("GET", "/deployments/name/alpha_pipeline/docker")
+    run = remote.api("POST", f"/deployments/{dep['id']}/create_flow_run",
+                     {"job_variables": {"auto_remove": False}})  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = remote.api("GET", f"/flow_runs/{run['id']}")["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(2)
+    assert state["type"] == "COMPLETED", state
+    ids = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=io.prefect.flow-run-id={run['id']}"],
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert len(ids) == 1
+    try:
+        info = json.loads(subprocess.run(["docker", "inspect", ids[0]], capture_output=True,
+                                         text=True, check=True).stdout)[0]  # fmt: skip
+        assert info["Image"] == deployed.split("@", 1)[1]  # the manifest digest
+        assert info["Config"]["Image"] == deployed
+        assert info["Config"]["User"] == "10001:10001"
+    finally:
+        subprocess.run(["docker", "rm", "-f", ids[0]], capture_output=True)
+    listing = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{VOLUME}:/app/data", deployed,
+         "ls", "/app/data/project_alpha_demo_outputs/manifests", "/app/data/project_alpha_demo_outputs/processed"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "latest.json" in listing and "summary.json" in listing
+
+
+def test_plain_prefect_deploy_creates_the_same_deployments(
+    deployed: str, checkout: Copy, remote: Remote
+) -> None:
+    def shape() -> list[tuple[str, str, str, str]]:
+        return sorted(
+            (d["entrypoint"], d["work_pool_name"], json.dumps(d["job_variables"], sort_keys=True),
+             json.dumps(d["pull_steps"], sort_keys=True))
+            for d in remote.api("POST", "/deployments/filter", {})
+        )  # fmt: skip
+
+    before = shape()
+    done = checkout.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all",
+                        "--prefect-file", "deploy/prefect.yaml")  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert shape() == before
