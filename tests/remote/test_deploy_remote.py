@@ -120,7 +120,7 @@ def docker_worker(
 
 
 def test_every_deployment_names_the_pushed_digest(deployed: str, remote: Remote) -> None:
-    deps = remote.api("POST", "/deployments/filter", {})
+    deps = [d for d in remote.api("POST", "/deployments/filter", {}) if d["name"] == "docker"]
     assert sorted(d["entrypoint"] for d in deps) == [
         "flows_alpha.ingest:ingest",
         "flows_alpha.pipeline:alpha_pipeline",
@@ -134,8 +134,8 @@ def test_every_deployment_names_the_pushed_digest(deployed: str, remote: Remote)
         ]
         assert d["work_pool_name"] == "airnub-docker"
         assert remote.auth.split(":")[1] not in json.dumps(d)
-    (pool,) = remote.api("POST", "/work_pools/filter", {})
-    assert (pool["name"], pool["type"]) == ("airnub-docker", "docker")
+    pools = {p["name"]: p["type"] for p in remote.api("POST", "/work_pools/filter", {})}
+    assert pools == {"airnub-docker": "docker", "airnub-kubernetes": "kubernetes"}
 
 
 def test_alpha_pipeline_completes_in_a_container_of_the_pushed_digest(
@@ -185,3 +185,19 @@ def test_plain_prefect_deploy_creates_the_same_deployments(
                         "--prefect-file", "deploy/prefect.yaml")  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert shape() == before
+
+
+def test_the_kubernetes_variant_deploys_the_same_digest(
+    deployed: str, checkout: Copy, remote: Remote
+) -> None:
+    done = checkout.airnub("deploy", "remote", "--prefect-file", "deploy/prefect.k8s.yaml")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    deps = [d for d in remote.api("POST", "/deployments/filter", {}) if d["name"] == "kubernetes"]
+    assert len(deps) == 3
+    for d in deps:
+        assert d["work_pool_name"] == "airnub-kubernetes"
+        assert d["job_variables"]["image"] == deployed  # same sources: same image, same digest
+        assert d["job_variables"]["cpu_request"] == "250m"
+    pool = remote.api("GET", "/work_pools/airnub-kubernetes")
+    pod = pool["base_job_template"]["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True

@@ -30,7 +30,10 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_each_target_gets_its_own_pools(checkout: Path) -> None:
     settings = load_settings(checkout)
     remote = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
-    assert [(p.name, p.type) for p in remote.work_pools] == [("airnub-docker", "docker")]
+    assert [(p.name, p.type) for p in remote.work_pools] == [
+        ("airnub-docker", "docker"),
+        ("airnub-kubernetes", "kubernetes"),
+    ]
     assert remote.deployments == []  # the remote's deployments are prefect.yaml's
     assert {v.name for v in remote.variables} == {"alpha_sources"}
     (sources,) = remote.variables

@@ -31,6 +31,7 @@ class RemoteTarget:
     api_url: str
     registry: str
     image: str
+    prefect_file: str = REMOTE_DEPLOY_FILE  # under deploy/
 
 
 @dataclass
@@ -103,8 +104,8 @@ def check_api(api_url: str) -> None:
         ) from None
 
 
-def load_remote_file(settings: AirnubSettings) -> dict[str, Any]:
-    """`deploy/prefect.yaml`, parsed and checked against the setup models.
+def load_remote_file(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -> dict[str, Any]:
+    """`deploy/<name>` (prefect.yaml), parsed and checked against the setup models.
 
     Raises:
         DeployError: it is missing or invalid, naming the key.
@@ -114,7 +115,7 @@ def load_remote_file(settings: AirnubSettings) -> dict[str, Any]:
 
     from deploy_tools.setup.models import PrefectFile
 
-    path = settings.deploy_dir / REMOTE_DEPLOY_FILE
+    path = settings.deploy_dir / name
     try:
         raw = yaml.safe_load(path.read_text())
         PrefectFile.model_validate(raw)
@@ -137,7 +138,7 @@ def deploy_remote(
     from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
 
     result = RemoteResult()
-    remote_file = settings.deploy_dir / REMOTE_DEPLOY_FILE
+    remote_file = settings.deploy_dir / target.prefect_file
     check_entrypoints([remote_file], reporter)
 
     reporter.step_started("api", f"checking {target.api_url} with the credentials given")
@@ -145,7 +146,7 @@ def deploy_remote(
     reporter.step_finished("api", f"{target.api_url} answers and accepts the credentials")
 
     reporter.step_started("files", "validating deploy/ for the remote")
-    spec = load_remote_file(settings)
+    spec = load_remote_file(settings, target.prefect_file)
     try:
         plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     except SetupFilesError as exc:

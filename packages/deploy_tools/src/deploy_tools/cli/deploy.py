@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from deploy_tools.cli.stack import NoWait
@@ -80,6 +82,11 @@ def remote(
     image: str | None = typer.Option(
         None, "--image", help="Local image name:tag (default: image of [tool.airnub])."
     ),
+    prefect_file: str = typer.Option(
+        "prefect.yaml",
+        "--prefect-file",
+        help="The deployments file under deploy/ (prefect.yaml: Docker pool; prefect.k8s.yaml).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
 ) -> None:
     """Build and push the worker image, apply pools, variables and blocks, deploy prefect.yaml.
@@ -97,7 +104,12 @@ def remote(
     if not registry and not dry_run:
         raise fail("AIRNUB_REGISTRY is not set: the registry to push the image to, e.g. "
                    "registry.example.com:5000/team (or pass --registry)", code=2)  # fmt: skip
-    target = RemoteTarget(api_url.rstrip("/"), (registry or "").rstrip("/"), image or config.image)
+    target = RemoteTarget(
+        api_url.rstrip("/"),
+        (registry or "").rstrip("/"),
+        image or config.image,
+        Path(prefect_file).name,
+    )
     reporter = RichReporter()
     try:
         result = deploy_remote(config, reporter, target, dry_run=dry_run)

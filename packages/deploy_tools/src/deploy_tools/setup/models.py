@@ -18,7 +18,13 @@ class WorkPoolFile(_Strict):
     """`deploy/work_pools/<name>.yaml`: a work pool; `job_variables` set template defaults."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    type: Literal["process", "docker"]
+    type: Literal["process", "docker", "kubernetes"]
+    base_job_template: str | dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON file beside this one holding the whole base job template "
+        "(required for kubernetes: prefect-kubernetes is not installed to apply); read into "
+        "the dict when the files are loaded.",
+    )
     stacks: list[Stack] = Field(
         default_factory=lambda: list[Stack](["local", "remote"]),
         description="Where `setup apply` creates it: the local stack, the remote server "

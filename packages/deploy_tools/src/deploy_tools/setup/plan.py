@@ -7,6 +7,7 @@ listing every problem as `<file>: <key>: <what was expected>`.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,24 @@ def _plan_deployments(
     return planned
 
 
+def _with_template_file(
+    pool: WorkPoolFile, path: Path, where: str, problems: list[str]
+) -> WorkPoolFile | None:
+    """`pool` with its `base_job_template` file (beside `path`) read in."""
+    name = str(pool.base_job_template)
+    file = path.parent / name
+    try:
+        template = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"{where}: base_job_template: {name}: {exc}")
+        return None
+    if not isinstance(template, dict) or not {"job_configuration", "variables"} <= set(template):
+        problems.append(f"{where}: base_job_template: {name}: not a base job template "
+                        "(needs job_configuration and variables)")  # fmt: skip
+        return None
+    return pool.model_copy(update={"base_job_template": template})
+
+
 @dataclass(frozen=True)
 class SetupFiles:
     """One folder of setup files, read with one set of `${NAME}` values.
@@ -292,6 +311,8 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
             pool = _read(
                 path, WorkPoolFile, env, where, problems, interpolate_keys=("name", "job_variables")
             )
+            if pool and isinstance(pool.base_job_template, str):
+                pool = _with_template_file(pool, path, where, problems)
             if pool:
                 try:
                     base_job_template(pool)

@@ -14,7 +14,11 @@ def base_job_template(pool: WorkPoolFile) -> dict[str, Any]:
     Raises:
         ValueError: a job variable the worker type does not have.
     """
-    if pool.type == "process":
+    if isinstance(pool.base_job_template, dict):
+        template = pool.base_job_template
+    elif pool.type == "kubernetes":
+        raise ValueError("a kubernetes pool needs base_job_template: <a JSON file beside it>")
+    elif pool.type == "process":
         from prefect.workers.process import ProcessWorker
 
         template = ProcessWorker.get_default_base_job_template()
