@@ -185,3 +185,49 @@ def checkout(
         COLUMNS="200",
     )
     return Copy(root, env)
+
+
+@dataclass
+class S3:
+    """An S3-compatible server (moto, server mode) on 127.0.0.1 with one bucket."""
+
+    endpoint: str
+    bucket: str
+    env: dict[str, str]
+
+    def keys(self) -> list[str]:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    import boto3
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    proc = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], _clean_env(), log)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "airnub-test-key",
+        "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(8)}",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AIRNUB_S3_BUCKET": "alpha-data",
+        "AIRNUB_CODE_BUCKET": "alpha-code",
+    }
+    try:
+        _wait(f"{endpoint}/moto-api/", proc, log)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        for bucket in ("alpha-data", "alpha-code"):
+            client.create_bucket(Bucket=bucket)
+        yield S3(endpoint, "alpha-data", env)
+    finally:
+        _stop(proc)

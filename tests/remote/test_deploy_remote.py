@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.remote.conftest import BIN, Copy, Remote, _start, _stop
+from tests.remote.conftest import BIN, S3, Copy, Remote, _start, _stop
 from tests.stack.test_local_stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
@@ -201,3 +201,69 @@ def test_the_kubernetes_variant_deploys_the_same_digest(
     pool = remote.api("GET", "/work_pools/airnub-kubernetes")
     pod = pool["base_job_template"]["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def wait_final(remote: Remote, run_id: str, timeout: float = 300) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = remote.api("GET", f"/flow_runs/{run_id}")["state"]
+        if (
+            state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+            or time.monotonic() > deadline
+        ):
+            return dict(state)
+        time.sleep(2)
+
+
+def test_outputs_go_to_an_s3_bucket_through_the_storage_block(
+    deployed: str, docker_worker: None, checkout: Copy, remote: Remote, s3: S3
+) -> None:
+    done = checkout.airnub("deploy", "remote", **s3.env)  # applies the S3 blocks too
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "block s3-bucket/alpha-s3: created" in out
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in out
+    dep = remote.api("GET", "/deployments/name/alpha_pipeline/docker")
+    env = {**dep["job_variables"]["env"], "ALPHA_STORAGE_BLOCK": "s3-bucket/alpha-s3"}
+    run = remote.api("POST", f"/deployments/{dep['id']}/create_flow_run",
+                     {"job_variables": {"env": env, "auto_remove": False}})  # fmt: skip
+    state = wait_final(remote, run["id"])
+    assert state["type"] == "COMPLETED", state
+    keys = s3.keys()
+    assert "alpha/manifests/latest.json" in keys, keys
+    assert "alpha/processed/summary.json" in keys, keys
+    assert any(k.startswith("alpha/raw/cities/") for k in keys)
+    # the secret key is in the block only: not in a deployment, a job variable or the container
+    ids = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=io.prefect.flow-run-id={run['id']}"],
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    try:
+        inspect = subprocess.run(
+            ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in inspect
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in json.dumps(
+        remote.api("POST", "/deployments/filter", {})
+    )
+
+
+def test_the_s3_code_storage_variant_runs_to_completed(
+    deployed: str, docker_worker: None, checkout: Copy, remote: Remote, s3: S3
+) -> None:
+    done = checkout.airnub("deploy", "remote", "--prefect-file", "deploy/prefect.s3.yaml", **s3.env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    code = S3(s3.endpoint, "alpha-code", s3.env).keys()
+    assert "airnub-prefect-starter/packages/flows_alpha/src/flows_alpha/pipeline.py" in code
+    assert not [k for k in code if k.endswith("/.env") or "/.git/" in k or "/data/" in k]
+    dep = remote.api("GET", "/deployments/name/alpha_pipeline/s3-code")
+    assert dep["job_variables"]["image"] == deployed
+    steps = json.dumps(dep["pull_steps"])
+    assert (
+        "pull_from_s3" in steps
+        and "{{ prefect.blocks.aws-credentials.alpha-s3-credentials }}" in steps
+    )
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in steps
+    run = remote.api("POST", f"/deployments/{dep['id']}/create_flow_run", {})
+    state = wait_final(remote, run["id"])
+    assert state["type"] == "COMPLETED", state

@@ -78,3 +78,20 @@ def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Pa
 def test_steps_refuse_what_an_unset_variable_makes_of_their_inputs(call, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(remote_steps.StepError, match=message):
         call()
+
+
+def test_an_s3_endpoint_is_set_only_when_given(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRNUB_S3_BUCKET", "b")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    settings = load_settings(checkout)
+
+    def credentials() -> dict[str, object]:
+        plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
+        return next(b.data for b in plan.blocks if b.spec.name == "alpha-s3-credentials")
+
+    assert "aws_client_parameters" not in credentials()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    assert credentials()["aws_client_parameters"] == {"endpoint_url": "http://127.0.0.1:9000"}

@@ -51,7 +51,7 @@ class BlockFile(_Strict):
     """`deploy/projects/<project>/blocks/<name>.yaml`: a block document.
 
     `secret_env` maps a field to the environment variable holding its value (read at apply
-    time only). `block_refs` maps a field to another block, `<type-slug>/<name>`. The file is
+    time only); `optional_env` sets a (dotted) field only when its variable is set. `block_refs` maps a field to another block, `<type-slug>/<name>`. The file is
     skipped unless every variable in `when_env` is set.
     """
 
@@ -61,6 +61,11 @@ class BlockFile(_Strict):
     secret_env: dict[str, str] = Field(default_factory=dict)
     block_refs: dict[str, str] = Field(default_factory=dict)
     when_env: list[str] = Field(default_factory=list)
+    optional_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="`field.sub: ENV`: set from ENV at apply time when it is set, else left "
+        "out (e.g. an S3 endpoint for an S3-compatible server). Not for secrets.",
+    )
 
 
 class Schedule(_Strict):

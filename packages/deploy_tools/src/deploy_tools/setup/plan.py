@@ -211,7 +211,15 @@ def _plan_block(
             problems.append(f"{where}: secret_env.{key}: environment variable {var} is not set")
         else:
             data[key] = value
+    for dotted, var in spec.optional_env.items():  # set only when the variable is
+        if env.get(var):
+            head, *rest = dotted.split(".")
+            target = data
+            for part in [head, *rest][:-1]:
+                target = target.setdefault(part, {})
+            target[[head, *rest][-1]] = env[var]
     unknown = set(spec.secret_env) | set(spec.block_refs) | set(spec.data)
+    unknown |= {k.split(".")[0] for k in spec.optional_env}
     unknown -= set(block_cls.model_fields)
     for key in sorted(unknown):
         problems.append(f"{where}: {key}: not a field of block type {spec.type!r}")
