@@ -42,10 +42,12 @@ def test_runs_as_non_root_in_app(run_in_image: Run) -> None:
     assert uid != "0"
     assert gid != "0"
     assert (uid, gid, cwd, home) == ("10001", "10001", "/app", "/home/airnub")
-    # HOME (and PREFECT_HOME under it) writable; the venv is not.
+    # HOME (and PREFECT_HOME under it) and the data root /app/data writable; the venv and the
+    # rest of /app are not.
     proc = run_in_image(
         "sh", "-c",
-        'touch "$PREFECT_HOME/x" && ! touch /opt/venv/x 2>/dev/null && echo ok',
+        'touch "$PREFECT_HOME/x" /app/data/x && ! touch /opt/venv/x 2>/dev/null'
+        ' && ! touch /app/x 2>/dev/null && echo ok',
     )  # fmt: skip
     assert proc.stdout.strip() == "ok", proc.stderr
 

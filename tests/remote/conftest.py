@@ -104,8 +104,14 @@ class Remote:
                 "PREFECT_API_AUTH_STRING": self.auth, **extra}  # fmt: skip
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        resp = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30,
-                             auth=tuple(self.auth.split(":", 1)))  # type: ignore[arg-type]  # fmt: skip
+        """One REST call with the auth string (a 503, SQLite busy under load, is retried)."""
+        user, password = self.auth.split(":", 1)
+        for _ in range(10):
+            resp = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30,
+                                 auth=(user, password))  # fmt: skip
+            if resp.status_code != 503:
+                break
+            time.sleep(1)
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
