@@ -36,6 +36,7 @@ DATA_PORT = 8000
 SERVICES = {"server": "prefect-server", "worker": "worker", "demo-data": "demo-data"}
 DB_SERVICE = "postgres"
 WAIT_SECONDS = 180
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # compose logs keep the containers' line erases
 
 
 def project_name(root: Path) -> str:
@@ -359,7 +360,7 @@ class ComposeStack:
             proc = self._compose(
                 "logs", "--no-color", "--no-log-prefix", "--tail", str(lines), service, check=False
             )
-            text = proc.stdout if proc.returncode == 0 else None
+            text = _ANSI.sub("", proc.stdout) if proc.returncode == 0 else None
             out.append(PartLog(name, where, text.splitlines() if text else None))
         return out
 
