@@ -55,91 +55,58 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def airnub_first_green(work: Path) -> float:
-    """Seconds for `airnub deploy local --mode process` in a fresh project (then stack down)."""
-    shutil.copytree(REPO / "deploy", work / "deploy")
-    shutil.copy(REPO / "pyproject.toml", work / "pyproject.toml")  # the [tool.airnub] table
-    ports = ["--server-port", str(free_port()), "--data-port", str(free_port())]
+def _airnub(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BIN / "airnub", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+
+
+def _time_deploy(cwd: Path, env: dict[str, str], mode: str, *ports: str) -> float:
+    """Seconds for `airnub deploy local --mode <mode>` to demo Completed; then a second
+    `deploy local` (timed, printed) and `stack down --volumes --yes`."""
     start = time.monotonic()
-    result = subprocess.run(
-        [BIN / "airnub", "deploy", "local", "--mode", "process", *ports],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _airnub(cwd, env, "deploy", "local", "--mode", mode, *ports)
     elapsed = time.monotonic() - start
     try:
         if result.returncode != 0 or "Completed" not in result.stdout:
             raise SystemExit(f"airnub deploy local failed:\n{result.stdout}\n{result.stderr}")
         rerun_start = time.monotonic()
-        again = subprocess.run(
-            [BIN / "airnub", "deploy", "local", "--mode", "process"],
-            cwd=work,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        again = _airnub(cwd, env, "deploy", "local", "--mode", mode)
         rerun = time.monotonic() - rerun_start
         if again.returncode != 0 or "setup: nothing changed" not in again.stdout:
             raise SystemExit(f"second deploy local failed:\n{again.stdout}\n{again.stderr}")
         print(
-            f"  airnub: first green {elapsed:.1f} s, second deploy:local on the running stack "
+            f"  {mode}: first green {elapsed:.1f} s, second deploy:local on the running stack "
             f"{rerun:.1f} s"
         )
     finally:
-        subprocess.run(
-            [BIN / "airnub", "stack", "down"],
-            cwd=work,
-            env=_env(),
-            check=False,
-            capture_output=True,
-        )
+        _airnub(cwd, env, "stack", "down", "--volumes", "--yes")
     return elapsed
+
+
+def airnub_first_green(work: Path) -> float:
+    """Seconds for `airnub deploy local --mode process` in a fresh project (then stack down)."""
+    shutil.copytree(REPO / "deploy", work / "deploy")
+    shutil.copy(REPO / "pyproject.toml", work / "pyproject.toml")  # the [tool.airnub] table
+    ports = ("--server-port", str(free_port()), "--data-port", str(free_port()))
+    return _time_deploy(work, _env(), "process", *ports)
 
 
 def compose_first_green(work: Path) -> float:
     """Seconds for `airnub deploy local --mode compose` in a fresh clone, images built."""
     clone = work / "checkout"
     subprocess.run(["git", "clone", "-q", "--local", str(REPO), str(clone)], check=True)
-    keep = {
-        k: v for k, v in os.environ.items() if k in ("AIRNUB_BASE_IMAGE", "AIRNUB_POSTGRES_IMAGE")
-    }
+    keep = ("AIRNUB_BASE_IMAGE", "AIRNUB_POSTGRES_IMAGE")
     env = _env(
-        **keep,
+        **{k: v for k, v in os.environ.items() if k in keep},
         AIRNUB_IMAGE="airnub-worker:bench",
         AIRNUB_SERVER_PORT=str(free_port()),
         AIRNUB_DATA_PORT=str(free_port()),
         BUILDX_NO_DEFAULT_ATTESTATIONS="1",
     )
-
-    def airnub(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BIN / "airnub", *args], cwd=clone, env=env, capture_output=True,
-                              text=True, check=False)  # fmt: skip
-
-    built = airnub("image", "build")
+    built = _airnub(clone, env, "image", "build")
     if built.returncode != 0:
         raise SystemExit(f"airnub image build failed:\n{built.stderr}")
-    start = time.monotonic()
-    result = airnub("deploy", "local", "--mode", "compose")
-    elapsed = time.monotonic() - start
-    try:
-        if result.returncode != 0 or "Completed" not in result.stdout:
-            raise SystemExit(f"airnub deploy local failed:\n{result.stdout}\n{result.stderr}")
-        rerun_start = time.monotonic()
-        again = airnub("deploy", "local", "--mode", "compose")
-        rerun = time.monotonic() - rerun_start
-        if again.returncode != 0 or "setup: nothing changed" not in again.stdout:
-            raise SystemExit(f"second deploy local failed:\n{again.stdout}\n{again.stderr}")
-        print(
-            f"  compose: first green {elapsed:.1f} s, second deploy:local on the running stack "
-            f"{rerun:.1f} s"
-        )
-    finally:
-        airnub("stack", "down", "--volumes", "--yes")
-    return elapsed
+    return _time_deploy(clone, env, "compose")
 
 
 def _background(

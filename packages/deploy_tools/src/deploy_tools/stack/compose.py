@@ -27,7 +27,7 @@ from deploy_tools import server_settings
 from deploy_tools.settings import AirnubSettings, ProjectSettings
 from deploy_tools.stack.demo_data import demo_data_folder
 from deploy_tools.stack.interface import PartLog, PartStatus, StackError
-from deploy_tools.stack.ports import HOST, Ports, choose_ports, ensure_free, record_stack
+from deploy_tools.stack.ports import LoopbackUrls, Ports, choose_ports, ensure_free, record_stack
 
 APP_DIR = "/app"  # the image's WORKDIR: /app/pyproject.toml, flows' working directory
 DATA_MOUNT = f"{APP_DIR}/data"  # where the checkout's data/ is mounted in the worker
@@ -58,7 +58,7 @@ def _env_file_text(values: dict[str, str], what: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class ComposeStack:
+class ComposeStack(LoopbackUrls):
     """The stack of one checkout as a compose project; `note` receives progress lines."""
 
     def __init__(
@@ -76,16 +76,6 @@ class ComposeStack:
         self.note = note or (lambda _line: None)
 
     # -- configuration -------------------------------------------------------------------
-    @property
-    def api_url(self) -> str:
-        """The server's API URL as published on the host."""
-        return f"http://{HOST}:{self.ports.server}/api"
-
-    @property
-    def ui_url(self) -> str:
-        """The Prefect UI as published on the host."""
-        return f"http://{HOST}:{self.ports.server}"
-
     @property
     def env_file(self) -> Path:
         """The checkout's `.env`: POSTGRES_PASSWORD (and the user's AIRNUB_* settings)."""

@@ -24,6 +24,22 @@ class Ports:
     data: int
 
 
+class LoopbackUrls:
+    """`api_url` and `ui_url` of a stack whose server is published on 127.0.0.1:`ports.server`."""
+
+    ports: Ports
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL, as this machine reaches it."""
+        return f"http://{HOST}:{self.ports.server}/api"
+
+    @property
+    def ui_url(self) -> str:
+        """The Prefect UI, as this machine's browser reaches it."""
+        return f"http://{HOST}:{self.ports.server}"
+
+
 def _recorded(settings: AirnubSettings) -> dict[str, object]:
     try:
         raw = json.loads((settings.local_dir / STACK_FILE).read_text())

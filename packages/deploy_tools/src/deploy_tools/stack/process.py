@@ -19,6 +19,7 @@ from deploy_tools.stack.demo_data import demo_data_folder
 from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, StackError
 from deploy_tools.stack.ports import (
     HOST,
+    LoopbackUrls,
     Ports,
     choose_ports,
     ensure_free,
@@ -28,7 +29,7 @@ from deploy_tools.stack.ports import (
 from deploy_tools.stack.processes import ManagedProcess
 
 
-class ProcessStack:
+class ProcessStack(LoopbackUrls):
     """The stack of one checkout as local processes, on 127.0.0.1.
 
     `ports`: given, else the ports of the last `up` (`.local/stack.json`), else `wanted_ports()`.
@@ -51,16 +52,6 @@ class ProcessStack:
         """Arguments, then AIRNUB_SERVER_PORT / AIRNUB_DATA_PORT or [tool.airnub], then the last
         used, then the defaults."""
         return choose_ports(self.settings, server, data)
-
-    @property
-    def api_url(self) -> str:
-        """The server's API URL."""
-        return f"http://{HOST}:{self.ports.server}/api"
-
-    @property
-    def ui_url(self) -> str:
-        """The Prefect UI."""
-        return f"http://{HOST}:{self.ports.server}"
 
     @property
     def data_url(self) -> str:
