@@ -41,6 +41,7 @@ def worker_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> B
     opts = BuildOptions(
         project=ROOT, tag=TAG, base_image=base_image, context_dir=ctx / "context",
         wheel_cache=ROOT / ".image" / "wheelhouse", quiet=True,
+        sbom_path=ctx / "sbom.cdx.json",
     )  # fmt: skip
     return build_image(opts)
 

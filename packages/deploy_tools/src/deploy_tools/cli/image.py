@@ -1,6 +1,7 @@
 """`airnub image`: build the reproducible worker image and prove two builds are bit-identical.
 
-Also makes the offline images (`base`, `postgres`) with debootstrap when no registry answers.
+Also makes the offline images (`base`, `postgres`) with debootstrap when no registry answers,
+writes the image's SBOM (`sbom`) and audits the locked set for known vulnerabilities (`audit`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ BaseOpt = Annotated[
     typer.Option(
         "--base-image",
         envvar="AIRNUB_BASE_IMAGE",
-        help="Base image (default: the digest-pinned one in Dockerfile.worker). Never pulled.",
+        help="Base image (default: the digest-pinned one in Dockerfile.worker). Pulled only when "
+        "missing and pinned by digest.",
     ),
 ]
 ProjectOpt = Annotated[Path, typer.Option("--project", help="Repository root.")]
@@ -68,6 +70,8 @@ def build(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"built in {result.seconds:.0f} s", err=True)
+    if result.sbom is not None:
+        typer.echo(f"sbom: {result.sbom} (also /app/sbom.cdx.json in the image)", err=True)
     typer.echo(result.ref)
 
 
@@ -119,3 +123,44 @@ def postgres(
     from deploy_tools.image.base import make_postgres_image
 
     typer.echo(make_postgres_image(tag))
+
+
+@app.command()
+def sbom(
+    *,
+    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    project: ProjectOpt = Path(),
+) -> None:
+    """CycloneDX SBOM of uv.lock's runtime set, every platform (the build writes the image's)."""
+    from deploy_tools.image import sbom as sbom_module
+
+    args = ["--project", str(project)] + ([] if output is None else ["--output", str(output)])
+    raise typer.Exit(sbom_module.main(args))
+
+
+@app.command()
+def audit(
+    *,
+    allowlist: Annotated[
+        Path | None, typer.Option(help="Allow-list (default: ci/audit-allowlist.toml).")
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Where pip-audit's report is kept (default: .image/audit-report.json)."),
+    ] = None,
+    from_report: Annotated[
+        Path | None, typer.Option(help="Check a recorded pip-audit JSON report instead.")
+    ] = None,
+    project: ProjectOpt = Path(),
+) -> None:
+    """pip-audit of uv.lock's runtime set; fails on any finding the allow-list does not allow."""
+    from deploy_tools.image import audit as audit_module
+
+    args = ["--project", str(project)]
+    if report is not None:
+        args += ["--report", str(report)]
+    if allowlist is not None:
+        args += ["--allowlist", str(allowlist)]
+    if from_report is not None:
+        args += ["--from-report", str(from_report)]
+    raise typer.Exit(audit_module.main(args))

@@ -2,8 +2,12 @@
 
 The context holds only what the image needs: `Dockerfile.worker`, the hash-locked
 `requirements.txt`, a wheelhouse for the image's interpreter, the workspace packages as
-reproducible wheels, the entrypoint and the `deploy/` YAML files. Every file in it gets the
-mtime SOURCE_DATE_EPOCH (the last commit time), so two clean builds give one digest.
+reproducible wheels, the entrypoint, the `deploy/` YAML files and the CycloneDX SBOM of the
+Python set (`sbom.cdx.json`, also kept in `.image/`). Every file in it gets the mtime
+SOURCE_DATE_EPOCH (the last commit time), so two clean builds give one digest.
+
+A base image missing from the local store is pulled when it is pinned by digest, else (or when
+the pull fails) the build is refused with the offline alternative.
 """
 
 from __future__ import annotations
@@ -13,18 +17,29 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy_tools.image import wheelhouse
+from deploy_tools.image import sbom, wheelhouse
 
 DEFAULT_TAG = "airnub-worker:latest"
 DOCKERFILE = "Dockerfile.worker"
 ENTRYPOINT = Path(__file__).with_name("entrypoint.sh")
 DEFAULT_SOURCE = "https://example.invalid/airnub-prefect-starter"
+# What to do when the base image is neither in the local store nor pullable.
+OFFLINE_HINT = (
+    "offline, make the Debian base with `airnub image base` (or ci/provision-docker.sh) and "
+    "build on it: --base-image airnub/base:bookworm, or export AIRNUB_BASE_IMAGE=airnub/base:bookworm"
+)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -41,6 +56,8 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     source: str = DEFAULT_SOURCE  # the org.opencontainers.image.source label
+    sbom_path: Path | None = None  # None: <project>/.image/sbom.cdx.json
+    log: Callable[[str], None] = _stderr  # progress messages ("pulling <base>")
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class BuildResult:
     seconds: float
     context: Path
     revision: str = "unknown"
+    sbom: Path | None = None  # the SBOM written beside the build (None: image reused)
 
     @property
     def ref(self) -> str:
@@ -103,6 +121,40 @@ def image_present(image: str) -> bool:
     )
 
 
+def ensure_base_image(
+    image: str, *, log: Callable[[str], None] = _stderr, timeout: float | None = None
+) -> bool:
+    """Make sure ``image`` is in the local store: True if it was pulled, False if it was there.
+
+    A missing image is pulled only when pinned by digest (``name@sha256:…``: the pull cannot
+    give another image than the one the build was proved with); otherwise, or when
+    ``docker pull`` fails (no registry answers), RuntimeError names the offline alternative.
+    """
+    if image_present(image):
+        return False
+    if "@sha256:" not in image:
+        raise RuntimeError(
+            f"base image {image} is not in the local image store and is not pinned by digest, "
+            f"so it is not pulled; `docker pull` it yourself, or {OFFLINE_HINT}"
+        )
+    log(f"pulling {image}")
+    try:
+        proc = subprocess.run(
+            ["docker", "pull", image], capture_output=True, text=True, timeout=timeout
+        )
+        failure = proc.stderr.strip().splitlines()[-1:] if proc.returncode != 0 else []
+    except subprocess.TimeoutExpired:
+        failure = [f"no answer in {timeout} s"]
+    if failure or not image_present(image):
+        why = failure[0] if failure else "pulled, yet not in the local store"
+        raise RuntimeError(
+            f"base image {image} is not in the local image store and `docker pull` failed "
+            f"({why}); {OFFLINE_HINT}"
+        )
+    log(f"pulled {image}")
+    return True
+
+
 def image_label(image: str, label: str) -> str | None:
     """Label `label` of the local image `image`; None when the image (or label) is absent."""
     proc = subprocess.run(
@@ -132,6 +184,8 @@ def assemble_context(
     """Write the build context for ``project`` into an empty folder ``ctx``."""
     ctx.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project / DOCKERFILE, ctx / "Dockerfile")
+    # The SBOM of what the image installs (markers evaluated for its interpreter).
+    sbom.write(project, ctx / sbom.SBOM_NAME, target=target, epoch=epoch)
     reqs = wheelhouse.select(wheelhouse.parse_requirements(wheelhouse.export_lock(project)), target)
     (ctx / "requirements.txt").write_text("".join(r.line() + "\n" for r in reqs))
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
@@ -240,11 +294,7 @@ def build_image(opts: BuildOptions) -> BuildResult:
     start = time.monotonic()
     project = opts.project.resolve()
     base = opts.base_image or default_base_image(project / DOCKERFILE)
-    if not image_present(base):
-        raise RuntimeError(
-            f"base image {base} is not in the local image store; `docker pull {base}` first "
-            "(or pass --base-image, e.g. the offline one made by ci/provision-docker.sh)"
-        )
+    ensure_base_image(base, log=opts.log)
     epoch = opts.epoch if opts.epoch is not None else source_date_epoch(project)
     target = wheelhouse.probe_target(base)
     ctx = opts.context_dir or project / ".image" / "context"
@@ -263,4 +313,8 @@ def build_image(opts: BuildOptions) -> BuildResult:
         **opts.build_args,
     }
     digest = buildx(ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet)
-    return BuildResult(opts.tag, digest, time.monotonic() - start, ctx, args["REVISION"])
+    # Beside the build: the same bytes as /app/sbom.cdx.json in the image.
+    sbom_path = opts.sbom_path or project / ".image" / sbom.SBOM_NAME
+    sbom_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ctx / sbom.SBOM_NAME, sbom_path)
+    return BuildResult(opts.tag, digest, time.monotonic() - start, ctx, args["REVISION"], sbom_path)

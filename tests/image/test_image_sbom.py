@@ -1,0 +1,55 @@
+"""/app/sbom.cdx.json in the built image: the file written beside the build, and the image's set."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from deploy_tools.image import sbom, wheelhouse
+from deploy_tools.image.build import BuildResult, source_date_epoch
+from deploy_tools.image.scan import LayerScan
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def test_sbom_in_the_image_equals_the_generated_file(
+    worker_image: BuildResult, run_in_image: Run, base_image: str, repo_root: Path
+) -> None:
+    assert worker_image.sbom is not None
+    beside = worker_image.sbom.read_bytes()
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "cat",
+         worker_image.tag, "/app/sbom.cdx.json"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert proc.stdout == beside
+    # ... and both are what the generator gives for this lock, interpreter and commit time.
+    target = wheelhouse.probe_target(base_image)
+    assert beside == sbom.generate(repo_root, target=target, epoch=source_date_epoch(repo_root))
+    stat = run_in_image("stat", "-c", "%u:%g %a", "/app/sbom.cdx.json")
+    assert stat.stdout.split() == ["0:0", "644"], stat.stdout + stat.stderr
+
+
+def test_sbom_lists_exactly_the_installed_distributions(
+    worker_image: BuildResult, layer_scan: LayerScan
+) -> None:
+    assert worker_image.sbom is not None
+    data = json.loads(worker_image.sbom.read_bytes())
+    listed = {canonicalize_name(c["name"]): Version(c["version"]) for c in data["components"]}
+    installed = {
+        canonicalize_name(m.group(1)): Version(m.group(2))
+        for p in layer_scan.paths
+        if p.startswith("opt/venv/")
+        and (m := re.search(r"site-packages/([^/]+?)-([^/-]+)\.dist-info/?$", p))
+    }
+    assert "prefect" in installed
+    assert listed == installed
