@@ -17,20 +17,24 @@ let
     (pkgs.callPackage inputs.pyproject-nix.build.packages { inherit python; }).overrideScope
       (
         lib.composeManyExtensions [
-          inputs.pyproject-build-systems.overlays.default
+          # Build systems from wheels, as uv2nix's templates do (`default` is the sdist set).
+          inputs.pyproject-build-systems.overlays.wheel
           workspace.overlay
         ]
       );
 
   packages = import ./packages {
     inherit pkgs pythonSet workspace nix2container root;
+    # The image's revision label: the commit; for an uncommitted tree "<commit>-dirty" where
+    # Nix provides dirtyRev, else "unknown".
+    revision = inputs.self.rev or inputs.self.dirtyRev or "unknown";
   };
-in
-{
-  inherit packages;
   devShells = import ./devShells {
     inherit pkgs lib pythonSet workspace;
   };
+in
+{
+  inherit packages devShells;
   apps = import ./apps { inherit (packages) worker-image; };
-  checks = import ./checks { inherit pkgs packages; };
+  checks = import ./checks { inherit pkgs packages devShells; };
 }
