@@ -25,9 +25,10 @@ let
 
   packages = import ./packages {
     inherit pkgs pythonSet workspace nix2container root;
-    # The image's revision label: the commit; for an uncommitted tree "<commit>-dirty" where
-    # Nix provides dirtyRev, else "unknown".
-    revision = inputs.self.rev or inputs.self.dirtyRev or "unknown";
+    labels = import ./image-labels.nix {
+      inherit (inputs) self;
+      inherit root;
+    };
   };
   devShells = import ./devShells {
     inherit pkgs lib pythonSet workspace;
