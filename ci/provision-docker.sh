@@ -2,9 +2,13 @@
 # Provision a Docker engine (BuildKit new enough for rewrite-timestamp), buildx and compose v2
 # from Debian packages (and Debian's docker-registry, which tests/remote runs on 127.0.0.1), start dockerd with the containerd image store, and load two offline
 # debootstrap images, the base and PostgreSQL 15 (no registry is reachable here or in CI).
+# An engine that already runs (>= 26, with buildx and compose, e.g. a GitHub runner's) is used
+# as it is; images already loaded under $AIRNUB_BASE_IMAGE / $AIRNUB_POSTGRES_IMAGE (the GitHub
+# workflow pulls the digest-pinned official ones) are not remade.
 #
 # Idempotent: a second run only checks versions, that `docker info` answers and that both images
 # are loaded (about a second). Mirror URLs are read from /etc/apt/sources.list.d/ at run time.
+# Needs root (apt-get, dockerd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +29,27 @@ need_install() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || return 0
   done
   return 1
+}
+
+engine_usable() {
+  # A running engine >= 26 (rewrite-timestamp) with the buildx and compose plugins.
+  local v
+  v="$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+  [[ -n "$v" ]] || return 1
+  dpkg --compare-versions "${v%%[-+~]*}" ge 26 || return 1
+  docker buildx version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
+}
+
+apt_install() {
+  # Missing packages from the machine's configured apt sources.
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 install_packages() {
@@ -67,10 +92,15 @@ check_store() {
   if ! grep -q "io.containerd.snapshotter" <<<"$driver"; then
     echo "warning: dockerd runs without the containerd image store; image builds will not be" \
       "reproducible (restart it with {\"features\": {\"containerd-snapshotter\": true}})" >&2
+    # CI must not go on to skip or fake the reproducibility checks.
+    [[ "${AIRNUB_REQUIRE_ALL:-}" == 1 ]] && exit 1
   fi
 }
 
-if need_install; then
+if engine_usable; then
+  echo "using the running Docker engine $(docker version --format '{{.Server.Version}}')"
+  apt_install docker-registry
+elif need_install; then
   echo "installing docker.io, buildx, compose (trixie) and debootstrap"
   install_packages
 fi
@@ -82,6 +112,7 @@ docker compose version
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base image $BASE_IMAGE already loaded"
 else
+  apt_install debootstrap
   echo "making the offline base image $BASE_IMAGE (debootstrap, ~1 min)"
   PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag "$BASE_IMAGE"
 fi
@@ -89,6 +120,7 @@ fi
 if docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1; then
   echo "postgres image $POSTGRES_IMAGE already loaded"
 else
+  apt_install debootstrap
   echo "making the offline PostgreSQL image $POSTGRES_IMAGE (debootstrap, ~1 min)"
   PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --image postgres \
     --tag "$POSTGRES_IMAGE"

@@ -17,20 +17,25 @@ let
     (pkgs.callPackage inputs.pyproject-nix.build.packages { inherit python; }).overrideScope
       (
         lib.composeManyExtensions [
-          inputs.pyproject-build-systems.overlays.default
+          # Build systems from wheels, as uv2nix's templates do (`default` is the sdist set).
+          inputs.pyproject-build-systems.overlays.wheel
           workspace.overlay
         ]
       );
 
   packages = import ./packages {
     inherit pkgs pythonSet workspace nix2container root;
+    labels = import ./image-labels.nix {
+      inherit (inputs) self;
+      inherit root;
+    };
   };
-in
-{
-  inherit packages;
   devShells = import ./devShells {
     inherit pkgs lib pythonSet workspace;
   };
+in
+{
+  inherit packages devShells;
   apps = import ./apps { inherit (packages) worker-image; };
-  checks = import ./checks { inherit pkgs packages; };
+  checks = import ./checks { inherit pkgs packages devShells; };
 }

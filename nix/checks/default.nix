@@ -1,6 +1,12 @@
-# checks.<system> (`nix flake check`, needs network for the first build): the venv imports the
-# three workspace packages and runs the CLI; the image and the dev-shell venv build.
-{ pkgs, packages }:
+# checks.<system> (`nix flake check`; the first build needs network access to the caches):
+# - worker-venv-imports: the worker venv imports the three workspace packages and runs the CLI;
+# - worker-image: the image builds;
+# - dev-shell: the dev shell builds, with its editable venv of every member (dev group included).
+{
+  pkgs,
+  packages,
+  devShells,
+}:
 {
   worker-venv-imports = pkgs.runCommand "airnub-worker-venv-imports" { } ''
     export HOME=$TMPDIR DO_NOT_TRACK=1
@@ -10,4 +16,5 @@
     touch $out
   '';
   inherit (packages) worker-image;
+  dev-shell = devShells.default;
 }

@@ -5,6 +5,7 @@
   workspace,
   nix2container,
   root,
+  labels,
 }:
 let
   worker-venv = pythonSet.mkVirtualEnv "airnub-worker-venv" workspace.workerMembers;
@@ -17,6 +18,7 @@ in
     inherit (pythonSet) python;
     # Third-party dependencies only: their layer changes only when uv.lock changes.
     deps-venv = pythonSet.mkVirtualEnv "airnub-worker-deps" workspace.thirdPartyDeps;
+    inherit labels;
   };
 
   default = worker-venv;

@@ -1,5 +1,7 @@
 # The worker image's OCI config. Mirrors Dockerfile.worker (entrypoint, command, user, working
-# directory, environment, title label); tests/nix/test_flake_wiring.py compares the two.
+# directory, environment, the four org.opencontainers.image labels); tests/nix/test_flake_wiring.py
+# compares the two. `labels`: { version, revision, source } (nix/packages/default.nix).
+{ labels }:
 {
   Entrypoint = [ "/usr/local/bin/airnub-entrypoint" ];
   Cmd = [
@@ -22,5 +24,8 @@
   ];
   Labels = {
     "org.opencontainers.image.title" = "airnub-prefect-worker";
+    "org.opencontainers.image.source" = labels.source;
+    "org.opencontainers.image.revision" = labels.revision;
+    "org.opencontainers.image.version" = labels.version;
   };
 }

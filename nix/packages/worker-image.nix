@@ -1,6 +1,8 @@
 # The Prefect worker image, built by nix2container from the same uv.lock as Dockerfile.worker.
 # Layers, bottom to top: the Python runtime; third-party packages (change with uv.lock only);
-# the workspace packages and the venv; then a small root filesystem (users, /app, entrypoint).
+# the workspace packages and the venv; then ONE root filesystem path (users, CA certificates,
+# /bin, /app, /tmp, entrypoint). One path on purpose: nix2container refuses a file provided
+# twice with another mode or perms (two copyToRoot paths both holding /etc did exactly that).
 {
   pkgs,
   nix2container,
@@ -8,62 +10,95 @@
   python,
   deps-venv,
   worker-venv,
+  labels,
 }:
 let
   uid = 10001;
+  mkRoot = import ./mk-root.nix { inherit (pkgs) runCommand; };
 
-  entrypoint = builtins.path {
-    name = "airnub-entrypoint";
-    path = root + "/packages/deploy_tools/src/deploy_tools/image/entrypoint.sh";
-  };
-  # deploy/ (prefect.yaml files) is copied to /app/deploy as in Dockerfile.worker.
-  deployFiles =
-    if builtins.pathExists (root + "/deploy") then
-      builtins.path {
-        name = "airnub-deploy-files";
-        path = root + "/deploy";
-      }
-    else
-      null;
-
-  # /bin/sh for the entrypoint (a POSIX sh script, the same file as in Dockerfile.worker),
-  # coreutils, and CA certificates under /etc/ssl.
-  baseTools = pkgs.buildEnv {
-    name = "airnub-worker-base-tools";
+  # /bin: bash (also as sh, for the POSIX sh entrypoint) and coreutils, as one linked directory.
+  binTools = pkgs.buildEnv {
+    name = "airnub-worker-bin";
     paths = [
       pkgs.bashInteractive
       pkgs.coreutils
-      pkgs.cacert
     ];
-    pathsToLink = [
-      "/bin"
-      "/etc"
-    ];
+    pathsToLink = [ "/bin" ];
   };
+  caBundle = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
 
-  rootfs = pkgs.runCommand "airnub-worker-rootfs" { } ''
-    mkdir -p $out/etc $out/home/airnub/.prefect $out/app $out/tmp $out/opt \
-      $out/usr/local/bin $out/usr/bin
-    cat >$out/etc/passwd <<'PASSWD'
-    root:x:0:0:root:/root:/usr/sbin/nologin
-    nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
-    airnub:x:${toString uid}:${toString uid}:airnub:/home/airnub:/usr/sbin/nologin
-    PASSWD
-    cat >$out/etc/group <<'GROUP'
-    root:x:0:
-    nogroup:x:65534:
-    airnub:x:${toString uid}:
-    GROUP
-    install -m 0755 ${entrypoint} $out/usr/local/bin/airnub-entrypoint
-    ln -s ${worker-venv} $out/opt/venv
-    ln -s ${pkgs.coreutils}/bin/env $out/usr/bin/env
-    ${
-      if deployFiles == null then
-        "mkdir -p $out/app/deploy"
-      else
-        "cp -r --no-preserve=mode ${deployFiles} $out/app/deploy"
+  rootfs = mkRoot "airnub-worker-root" [
+    {
+      path = "etc/passwd";
+      text = ''
+        root:x:0:0:root:/root:/usr/sbin/nologin
+        nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+        airnub:x:${toString uid}:${toString uid}:airnub:/home/airnub:/usr/sbin/nologin
+      '';
     }
-  '';
+    {
+      path = "etc/group";
+      text = ''
+        root:x:0:
+        nogroup:x:65534:
+        airnub:x:${toString uid}:
+      '';
+    }
+    # Debian's and nixpkgs' names for the CA bundle, all the cacert file.
+    {
+      path = "etc/ssl/certs/ca-certificates.crt";
+      link = caBundle;
+    }
+    {
+      path = "etc/ssl/certs/ca-bundle.crt";
+      link = caBundle;
+    }
+    {
+      path = "etc/pki/tls/certs/ca-bundle.crt";
+      link = caBundle;
+    }
+    {
+      path = "bin";
+      link = "${binTools}/bin";
+    }
+    {
+      path = "usr/bin/env";
+      link = "${pkgs.coreutils}/bin/env";
+    }
+    {
+      path = "opt/venv";
+      link = "${worker-venv}";
+    }
+    # The same file Dockerfile.worker copies.
+    {
+      path = "usr/local/bin/airnub-entrypoint";
+      source = root + "/packages/deploy_tools/src/deploy_tools/image/entrypoint.sh";
+      executable = true;
+    }
+    # deploy/*.yaml and *.yml only, as `airnub image build` puts them in the Docker context.
+    {
+      path = "app/deploy";
+      tree = root + "/deploy";
+      include = ".*\\.ya?ml";
+    }
+    # The [tool.airnub] table tells `airnub` in the image which projects and files exist.
+    {
+      path = "app/pyproject.toml";
+      source = root + "/pyproject.toml";
+    }
+    {
+      path = "app/data";
+      dir = true;
+    }
+    {
+      path = "home/airnub/.prefect";
+      dir = true;
+    }
+    {
+      path = "tmp";
+      dir = true;
+    }
+  ];
 
   pythonLayer = nix2container.buildLayer { deps = [ python ]; };
   depsLayer = nix2container.buildLayer {
@@ -77,32 +112,44 @@ let
       depsLayer
     ];
   };
+  worker = {
+    inherit uid;
+    gid = uid;
+    uname = "airnub";
+    gname = "airnub";
+  };
 in
 nix2container.buildImage {
   name = "airnub-prefect-worker";
-  config = import ./worker-image-config.nix;
+  config = import ./worker-image-config.nix { inherit labels; };
   layers = [
     pythonLayer
     depsLayer
     appLayer
   ];
-  copyToRoot = [
-    baseTools
-    rootfs
-  ];
+  copyToRoot = [ rootfs ];
+  # Regexes match the file's store path (nix2container, nix/tar.go). As in Dockerfile.worker:
+  # /home/airnub and /app/data belong to the worker, everything else to root; /tmp is 1777.
   perms = [
+    (
+      worker
+      // {
+        path = rootfs;
+        regex = "/home/airnub(/.*)?$";
+        mode = "0755";
+      }
+    )
+    (
+      worker
+      // {
+        path = rootfs;
+        regex = "/app/data$";
+        mode = "0755";
+      }
+    )
     {
       path = rootfs;
-      regex = "/home/airnub.*";
-      mode = "0755";
-      inherit uid;
-      gid = uid;
-      uname = "airnub";
-      gname = "airnub";
-    }
-    {
-      path = rootfs;
-      regex = "/tmp";
+      regex = "/tmp$";
       mode = "1777";
     }
   ];

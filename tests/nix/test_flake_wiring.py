@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ SYSTEMS = ("x86_64-linux", "aarch64-linux")
 
 
 def _dockerfile_final_stage(path: Path) -> dict[str, Any]:
-    """ENTRYPOINT, CMD, USER, WORKDIR, ENV and LABELs of the last stage of a Dockerfile."""
+    """ENTRYPOINT, CMD, USER, WORKDIR, ENV, LABELs and ARGs of the last stage of a Dockerfile."""
     logical: list[str] = []
     pending = ""
     for raw in path.read_text().splitlines():
@@ -43,7 +45,10 @@ def _dockerfile_final_stage(path: Path) -> dict[str, Any]:
         instruction, _, rest = line.partition(" ")
         instruction = instruction.upper()
         if instruction == "FROM":
-            stage = {"Env": {}, "Labels": {}}
+            stage = {"Env": {}, "Labels": {}, "Args": {}}
+        elif instruction == "ARG" and "Args" in stage:  # not the global ARGs before FROM
+            name, _, default = rest.strip().partition("=")
+            stage["Args"][name] = default or None
         elif instruction in ("ENTRYPOINT", "CMD"):
             stage[instruction.capitalize() if instruction == "CMD" else "Entrypoint"] = json.loads(
                 rest
@@ -80,11 +85,21 @@ def test_flake_outputs_cover_both_linux_systems(stubbed_flake: Flake) -> None:
         assert {"worker-venv", "worker-image"} <= set(show["packages"][system])
         assert "default" in show["devShells"][system]
         assert set(show["apps"][system]) == {"copy-to-docker", "copy-to-registry"}
-        assert {"worker-venv-imports", "worker-image"} <= set(show["checks"][system])
+        assert set(show["checks"][system]) == {"worker-venv-imports", "worker-image", "dev-shell"}
 
 
 def test_flake_check_evaluates_every_output_with_stub_inputs(stubbed_flake: Flake) -> None:
     stubbed_flake.run("flake", "check", "--no-build")
+
+
+def test_checks_build_the_dev_shell_and_its_editable_venv(stubbed_flake: Flake) -> None:
+    check = stubbed_flake.eval_json("checks.x86_64-linux.dev-shell.drvPath")
+    shell = stubbed_flake.eval_json("devShells.x86_64-linux.default.drvPath")
+    venv = stubbed_flake.eval_json(
+        "devShells.x86_64-linux.default.stub.packages", apply="ps: (builtins.head ps).stub.name"
+    )
+    assert check == shell
+    assert venv == "airnub-dev-venv"
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -99,8 +114,67 @@ def test_worker_image_config_matches_dockerfile_worker(stubbed_flake: Flake, sys
     docker_env = dict(dockerfile["Env"])
     docker_env.pop("PATH", None)
     assert nix_env == docker_env
+    assert set(config["Labels"]) == set(dockerfile["Labels"])
     title = "org.opencontainers.image.title"
     assert config["Labels"][title] == dockerfile["Labels"][title]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_worker_image_labels_are_the_values_image_build_gives_dockerfile_worker(
+    stubbed_flake: Flake,
+) -> None:
+    from deploy_tools.image.build import project_version
+    from deploy_tools.settings import AirnubSettings
+
+    dockerfile = _dockerfile_final_stage(REPO_ROOT / "Dockerfile.worker")
+    labels = stubbed_flake.eval_json("packages.x86_64-linux.worker-image.stub.config.Labels")
+    prefix = "org.opencontainers.image."
+    # Dockerfile.worker: LABEL <prefix>source="${SOURCE}" etc.; `airnub image build` passes
+    # VERSION (root project version), REVISION (git HEAD) and SOURCE (settings.image_source).
+    args = {
+        key.removeprefix(prefix): value.strip("${}")
+        for key, value in dockerfile["Labels"].items()
+        if value.startswith("${")
+    }
+    assert args == {"source": "SOURCE", "revision": "REVISION", "version": "VERSION"}
+    assert labels[prefix + "version"] == project_version(REPO_ROOT)
+    # Nix's default when [tool.airnub] has no image_source = the settings' and the Dockerfile's.
+    source_default = AirnubSettings.model_fields["image_source"].default
+    assert source_default == dockerfile["Args"]["SOURCE"]
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    expected_source = pyproject["tool"]["airnub"].get("image_source", source_default)
+    assert labels[prefix + "source"] == expected_source
+    # With overridden inputs Nix (2.8) gives `self` no rev: the real revision is checked below.
+    head = _git("rev-parse", "HEAD")
+    assert labels[prefix + "revision"] in (head, f"{head}-dirty", "unknown")
+
+
+def test_the_revision_label_is_the_commit_git_has_checked_out(nix_cli: str) -> None:
+    """nix/image-labels.nix with the flake's real `self` (no input is fetched for it)."""
+    expr = (
+        f'let self = builtins.getFlake "git+file://{REPO_ROOT}"; in '
+        f"(import {REPO_ROOT}/nix/image-labels.nix {{ inherit self; root = self.outPath; }})"
+        ".revision"
+    )
+    proc = subprocess.run(
+        [nix_cli, "eval", "--impure", "--raw", "--expr", expr],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    head = _git("rev-parse", "HEAD")
+    # Nix sees the tree as git does: committed => the commit; else "<commit>-dirty" or "unknown".
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        assert proc.stdout in (f"{head}-dirty", "unknown")
+    else:
+        assert proc.stdout == head
 
 
 def test_worker_venv_is_built_from_the_three_workspace_packages_of_uv_lock(
@@ -111,6 +185,8 @@ def test_worker_venv_is_built_from_the_three_workspace_packages_of_uv_lock(
     core = tomllib.loads((members["airnub-pipeline-core"] / "pyproject.toml").read_text())
 
     assert set(venv["spec"]) == set(members)
+    # pyproject-build-systems' wheel overlay, as uv2nix's templates use (its default is sdist).
+    assert venv["buildSystems"] == "wheel"
     assert venv["spec"]["airnub-pipeline-core"] == ["aws"]
     assert "aws" in core["project"]["optional-dependencies"]
     for name, package in venv["packages"].items():
@@ -172,28 +248,87 @@ def test_worker_image_layers_put_python_then_dependencies_then_the_app(
     assert len({layer["out"] for layer in layers}) == 3
 
 
-def test_worker_image_root_has_the_entrypoint_user_and_venv_link(stubbed_flake: Flake) -> None:
+def test_worker_image_root_is_one_path_with_the_entrypoint_users_certificates_and_venv(
+    stubbed_flake: Flake,
+) -> None:
     stub = "packages.x86_64-linux.worker-image.stub"
-    script = stubbed_flake.eval_json(
-        f"{stub}.copyToRoot", apply="rs: (builtins.elemAt rs 1).stub.script"
+    roots = stubbed_flake.eval_json(
+        f"{stub}.copyToRoot", apply="rs: map (r: { inherit (r) name; out = r.outPath; }) rs"
     )
-    perms = stubbed_flake.eval_json(
-        f"{stub}.perms", apply='ps: map (p: removeAttrs p [ "path" ]) ps'
-    )
+    # What the image's top layer holds (the stub walks the root as nix2container does).
+    files = stubbed_flake.eval_json(f"{stub}.layerFiles")
     venv = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.outPath")
 
-    assert "$out/usr/local/bin/airnub-entrypoint" in script
-    assert f"ln -s {venv} $out/opt/venv" in script
-    assert "airnub:x:10001:10001:airnub:/home/airnub:/usr/sbin/nologin" in script
+    assert [r["name"] for r in roots] == ["airnub-worker-root"]
+    assert all(f["src"].startswith(roots[0]["out"] + "/") for f in files.values())
+    assert files["/usr/local/bin/airnub-entrypoint"]["mode"] == "-r-xr-xr-x"
+    entrypoint = REPO_ROOT / "packages/deploy_tools/src/deploy_tools/image/entrypoint.sh"
+    assert files["/usr/local/bin/airnub-entrypoint"]["size"] == entrypoint.stat().st_size
+    assert files["/opt/venv"]["target"] == venv
+    passwd = stubbed_flake.eval_json(
+        f"{stub}.copyToRoot",
+        apply='rs: (builtins.head (builtins.filter (e: e.path == "etc/passwd") '
+        "(builtins.head rs).entries)).text",
+    )
+    assert "airnub:x:10001:10001:airnub:/home/airnub:/usr/sbin/nologin" in passwd.splitlines()
+    for name in ("ca-certificates.crt", "ca-bundle.crt"):
+        assert files[f"/etc/ssl/certs/{name}"]["target"].endswith(
+            "-cacert-stub/etc/ssl/certs/ca-bundle.crt"
+        )
+    assert files["/bin"]["target"].endswith("-airnub-worker-bin/bin")
+    assert files["/usr/bin/env"]["target"].endswith("-coreutils-stub/bin/env")
+    # /app as in the Docker context: deploy/*.yaml|yml, pyproject.toml, an empty data folder.
+    deploy = {
+        str(p.relative_to(REPO_ROOT))
+        for p in (REPO_ROOT / "deploy").rglob("*")
+        if p.is_file() and p.suffix in {".yaml", ".yml"}
+    }
     assert {
-        "regex": "/home/airnub.*",
-        "mode": "0755",
-        "uid": 10001,
-        "gid": 10001,
-        "uname": "airnub",
-        "gname": "airnub",
-    } in perms
-    assert {"regex": "/tmp", "mode": "1777"} in perms
+        k.removeprefix("/app/")
+        for k, f in files.items()
+        if k.startswith("/app/deploy/") and f["mode"].startswith("-")
+    } == deploy
+    assert files["/app/pyproject.toml"]["size"] == (REPO_ROOT / "pyproject.toml").stat().st_size
+    for folder in ("/app/data", "/home/airnub/.prefect", "/tmp"):
+        assert files[folder]["mode"].startswith("d")
+
+
+def test_worker_image_ownership_and_modes_match_dockerfile_worker(stubbed_flake: Flake) -> None:
+    """nix2container applies each perms entry to the files of its path whose store path the
+    regex matches (Go regexp, unanchored; the last match wins): the same owners as the Docker
+    image (/home/airnub and /app/data the worker's, the rest root's) and /tmp 1777."""
+    stub = "packages.x86_64-linux.worker-image.stub"
+    files = stubbed_flake.eval_json(f"{stub}.layerFiles")
+    perms = stubbed_flake.eval_json(
+        f"{stub}.perms", apply="ps: map (p: p // { path = p.path.outPath; }) ps"
+    )
+    root = stubbed_flake.eval_json(f"{stub}.copyToRoot", apply="rs: (builtins.head rs).outPath")
+
+    assert {p["path"] for p in perms} == {root}
+    applied: dict[str, tuple[int, int, str]] = {}
+    for dst, f in files.items():
+        owner = (0, 0, "")
+        for perm in perms:
+            if re.search(perm["regex"], f["src"]):
+                owner = (perm.get("uid", 0), perm.get("gid", 0), perm.get("mode", ""))
+        if owner != (0, 0, ""):
+            applied[dst] = owner
+    assert applied == {
+        "/home/airnub": (10001, 10001, "0755"),
+        "/home/airnub/.prefect": (10001, 10001, "0755"),
+        "/app/data": (10001, 10001, "0755"),
+        "/tmp": (0, 0, "1777"),
+    }
+
+
+def test_worker_image_layers_take_store_paths_only(stubbed_flake: Flake) -> None:
+    """Only the image's own root is copied to /: a layer with its own copyToRoot could shadow
+    it (nix2container compares files within one layer, never across layers)."""
+    roots = stubbed_flake.eval_json(
+        "packages.x86_64-linux.worker-image.stub.layers",
+        apply="ls: map (l: l.stub.copyToRoot or null) ls",
+    )
+    assert roots == [None, None, None]
 
 
 def test_dev_shell_has_tools_uv_settings_and_editable_workspace(stubbed_flake: Flake) -> None:

@@ -38,6 +38,8 @@
             // {
               stub = {
                 inherit name spec;
+                # Which build-system-pkgs overlay the scope was given (null: none).
+                buildSystems = final.stubBuildSystems or null;
                 packages = builtins.mapAttrs (n: _: final.${n}.stub) spec;
               };
             };
