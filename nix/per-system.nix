@@ -25,6 +25,8 @@ let
 
   packages = import ./packages {
     inherit pkgs pythonSet workspace nix2container root;
+    # The commit time, as `airnub image build`'s SOURCE_DATE_EPOCH (the SBOM's timestamp).
+    sourceDateEpoch = inputs.self.lastModified;
     labels = import ./image-labels.nix {
       inherit (inputs) self;
       inherit root;

@@ -10,6 +10,7 @@
 #   tree = ./dir; include = "re";    a copy of a directory: its files whose name matches `re`
 #                                    (default: all), with the folders
 #   link = "<target>";               a symbolic link
+#   run = "<shell command>";         a file the command writes to "$dest" (mode 0444)
 # Parent directories are made as needed. The entries are kept as `passthru.entries`: the
 # offline test stubs (tests/nix/stubs) read them to know which files the root holds.
 { runCommand }:
@@ -44,8 +45,10 @@ let
       "${parent e}\ncp -r --no-preserve=mode ${quote "${filtered e}"} ${dest e}"
     else if e ? link then
       "${parent e}\nln -s ${quote e.link} ${dest e}"
+    else if e ? run then
+      "${parent e}\ndest=${dest e}\n${e.run}\nchmod 0444 \"$dest\""
     else
-      throw "mkRoot ${name}: entry ${e.path} has none of dir, text, source, tree, link";
+      throw "mkRoot ${name}: entry ${e.path} has none of dir, text, source, tree, link, run";
   paths = map (e: e.path) entries;
   unique = builtins.length paths == builtins.length (builtins.attrNames (
     builtins.listToAttrs (map (p: { name = p; value = true; }) paths)

@@ -11,6 +11,7 @@
   deps-venv,
   worker-venv,
   labels,
+  sourceDateEpoch,
 }:
 let
   uid = 10001;
@@ -85,6 +86,13 @@ let
     {
       path = "app/pyproject.toml";
       source = root + "/pyproject.toml";
+    }
+    # The SBOM: the committed uv.lock.cdx.json cut to this image's interpreter by the image's
+    # own venv, the code `airnub image build` runs for Dockerfile.worker (Nix has no uv of the
+    # pinned version to export it again).
+    {
+      path = "app/sbom.cdx.json";
+      run = "SOURCE_DATE_EPOCH=${toString sourceDateEpoch} ${worker-venv}/bin/python -m deploy_tools.image.sbom image --input ${root + "/uv.lock.cdx.json"} --output \"$dest\"";
     }
     {
       path = "app/data";

@@ -90,8 +90,10 @@
                 withParents e.path dir // ofDirectory e.path e.tree (e.include or ".*")
               else if e ? link then
                 withParents e.path (link e.link)
+              else if e ? run then
+                withParents e.path (file 0 false) # written at build time: its size is unknown here
               else
-                throw "stub runCommand: entry ${e.path} has none of dir, text, source, tree, link"
+                throw "stub runCommand: entry ${e.path} has none of dir, text, source, tree, link, run"
             )
           ) { };
 

@@ -128,14 +128,18 @@ def postgres(
 @app.command()
 def sbom(
     *,
-    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    check: Annotated[bool, typer.Option(help="Only check it is current (exit 1 if not).")] = False,
     project: ProjectOpt = Path(),
 ) -> None:
-    """CycloneDX SBOM of uv.lock's runtime set, every platform (the build writes the image's)."""
+    """Write uv.lock.cdx.json: the CycloneDX SBOM of uv.lock's runtime set, every platform.
+
+    Commit it with uv.lock; `image build` cuts it to the image's interpreter (/app/sbom.cdx.json).
+    """
     from deploy_tools.image import sbom as sbom_module
 
-    args = ["--project", str(project)] + ([] if output is None else ["--output", str(output)])
-    raise typer.Exit(sbom_module.main(args))
+    raise typer.Exit(
+        sbom_module.main(["lock", "--project", str(project)] + (["--check"] if check else []))
+    )
 
 
 @app.command()

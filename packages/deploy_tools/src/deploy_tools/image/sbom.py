@@ -1,16 +1,21 @@
-"""A CycloneDX 1.5 SBOM of the image's Python set, from uv.lock, byte-identical across runs.
+"""A CycloneDX 1.5 SBOM of the image's Python set, from uv.lock, byte-identical across builds.
 
-``uv export --format cyclonedx1.5`` (a preview feature of uv) lists the same set the wheelhouse
-exports for the image: the workspace root's runtime dependencies (``--no-dev``, the root's extras
-such as ``airnub-pipeline-core[aws]``) plus the three workspace packages. uv writes a wall-clock
-``metadata.timestamp`` and a random ``serialNumber``; here the timestamp is SOURCE_DATE_EPOCH (or
-dropped), the serial is a UUID derived from uv.lock's sha256, and every list and key is sorted.
+Two files:
+- ``uv.lock.cdx.json``, committed beside ``uv.lock``: the whole locked runtime set (every
+  platform), made by ``uv export --format cyclonedx1.5`` (a preview feature of uv): the
+  workspace root's runtime dependencies (``--no-dev``, the root's extras such as
+  ``airnub-pipeline-core[aws]``) plus the three workspace packages. uv writes a wall-clock
+  ``metadata.timestamp`` and a random ``serialNumber``; here there is no timestamp, the serial
+  is a UUID derived from uv.lock's sha256, and every list and key is sorted.
+  ``hatch run image:sbom`` writes it; ``image build`` and a unit test refuse a stale one.
+- the image's ``/app/sbom.cdx.json``: that file cut to one interpreter (components whose
+  environment marker is false for it, ``pywin32``, …, dropped), timestamped with
+  SOURCE_DATE_EPOCH. ``image build`` probes the base image's interpreter; the Nix build runs
+  ``python -m deploy_tools.image.sbom image`` with the image's own venv, because Nix has no uv
+  of the pinned version. Both start from the same committed bytes.
 
-With a :class:`~deploy_tools.image.wheelhouse.Target` the components whose environment marker
-does not hold for the image's interpreter (``pywin32``, …) are dropped: the SBOM lists what is
-installed in the image. Without one it lists the whole locked set (every platform).
-
-    python -m deploy_tools.image.sbom [--project .] [--output sbom.cdx.json] [--epoch N]
+    python -m deploy_tools.image.sbom lock [--project .] [--check]
+    python -m deploy_tools.image.sbom image --input uv.lock.cdx.json --output F [--epoch N]
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from typing import Any
 
 from packaging.markers import Marker
 
-from deploy_tools.image.wheelhouse import Target
+from deploy_tools.image.wheelhouse import Target, current_target
 
-SBOM_NAME = "sbom.cdx.json"
+SBOM_NAME = "sbom.cdx.json"  # the image's, beside the build and at /app/sbom.cdx.json
+LOCK_SBOM = "uv.lock.cdx.json"  # the lock's whole set, committed beside uv.lock
+REFRESH = "run `hatch run image:sbom` and commit it with uv.lock"
 # The exact flags: the root (virtual) project's runtime set, as wheelhouse.export_lock, but
 # with the workspace members listed as components.
 UV_EXPORT = ("uv", "export", "--format", "cyclonedx1.5", "--frozen", "--no-dev",
@@ -41,6 +48,10 @@ SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:airnub-prefect-starter:sb
 MARKER_PROPERTY = "uv:package:marker"
 
 Bom = dict[str, Any]
+
+
+class StaleSbom(RuntimeError):
+    """uv.lock.cdx.json is missing or no longer describes uv.lock."""
 
 
 def export_cyclonedx(project: Path) -> Bom:
@@ -60,9 +71,10 @@ def lock_sha256(project: Path) -> str:
     return hashlib.sha256((project / "uv.lock").read_bytes()).hexdigest()
 
 
-def serial_number(lock_digest: str, target_key: str | None = None) -> str:
-    """``urn:uuid:<uuid5>`` of the lock's sha256 (and of the target, when filtered for one)."""
-    name = lock_digest if target_key is None else f"{lock_digest}/{target_key}"
+def serial_number(lock_id: str, target_key: str | None = None) -> str:
+    """``urn:uuid:<uuid5>`` of ``lock_id`` (uv.lock's sha256 for the lock's SBOM; that SBOM's
+    serial for an image's), and of the target's key when cut for one."""
+    name = lock_id if target_key is None else f"{lock_id}/{target_key}"
     return f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, name)}"
 
 
@@ -147,16 +159,38 @@ def render(bom: Bom) -> bytes:
     return (json.dumps(bom, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def generate(project: Path, *, target: Target | None = None, epoch: int | None = None) -> bytes:
-    """The normalised SBOM of ``project``'s locked runtime set (for ``target`` if given)."""
-    bom = export_cyclonedx(project)
-    serial = serial_number(lock_sha256(project), None if target is None else target.key)
+def lock_sbom(project: Path) -> bytes:
+    """What ``uv.lock.cdx.json`` must hold: the whole locked runtime set, no timestamp."""
+    return render(normalise(export_cyclonedx(project), serial=serial_number(lock_sha256(project))))
+
+
+def committed(project: Path) -> bytes:
+    """``project``'s ``uv.lock.cdx.json``, checked against ``uv.lock``: :class:`StaleSbom` if not."""
+    path = project / LOCK_SBOM
+    if not path.is_file():
+        raise StaleSbom(f"{path} is missing; {REFRESH}")
+    data = path.read_bytes()
+    if data != lock_sbom(project):
+        raise StaleSbom(f"{path} does not describe {project / 'uv.lock'} any more; {REFRESH}")
+    return data
+
+
+def for_target(lock_bom: bytes, target: Target, epoch: int | None = None) -> bytes:
+    """The image's SBOM: ``lock_bom`` (a ``uv.lock.cdx.json``) cut to what ``target`` installs.
+
+    Its serial is derived from the lock's and the target's key, its timestamp is ``epoch``.
+    """
+    bom: Bom = json.loads(lock_bom)
+    serial = serial_number(str(bom["serialNumber"]), target.key)
     return render(normalise(bom, serial=serial, epoch=epoch, target=target))
 
 
-def write(
-    project: Path, dest: Path, *, target: Target | None = None, epoch: int | None = None
-) -> Path:
+def generate(project: Path, *, target: Target, epoch: int | None = None) -> bytes:
+    """The image's SBOM for ``target``, from ``project``'s checked ``uv.lock.cdx.json``."""
+    return for_target(committed(project), target, epoch)
+
+
+def write(project: Path, dest: Path, *, target: Target, epoch: int | None = None) -> Path:
     """Write :func:`generate`'s bytes to ``dest`` (its folder is created) and return ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(generate(project, target=target, epoch=epoch))
@@ -164,21 +198,38 @@ def write(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: the whole locked set (no target), timestamp from --epoch or $SOURCE_DATE_EPOCH."""
+    """CLI: ``lock`` writes (``--check``: checks) uv.lock.cdx.json; ``image`` cuts it for this
+    interpreter (the Nix build runs that with the image's own venv)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--project", type=Path, default=Path())
-    parser.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
-    parser.add_argument("--epoch", type=int, default=None,
-                        help="metadata.timestamp (default: $SOURCE_DATE_EPOCH, else none)")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    lock = sub.add_parser("lock", help=f"write {LOCK_SBOM} from uv.lock (uv export)")
+    lock.add_argument("--project", type=Path, default=Path())
+    lock.add_argument("--check", action="store_true", help="only check it; exit 1 when stale")
+    image = sub.add_parser("image", help="the SBOM of what this interpreter installs")
+    image.add_argument("--input", type=Path, required=True, help=f"a {LOCK_SBOM}")
+    image.add_argument("--output", type=Path, required=True)
+    image.add_argument("--epoch", type=int, default=None,
+                       help="metadata.timestamp (default: $SOURCE_DATE_EPOCH, else none)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "lock":
+        project = args.project.resolve()
+        try:
+            if args.check:
+                committed(project)
+                print(f"{project / LOCK_SBOM} describes uv.lock", file=sys.stderr)
+                return 0
+            data = lock_sbom(project)
+        except (StaleSbom, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        (project / LOCK_SBOM).write_bytes(data)
+        print(f"wrote {project / LOCK_SBOM}", file=sys.stderr)
+        return 0
     env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
     epoch = args.epoch if args.epoch is not None else (int(env_epoch) if env_epoch else None)
-    data = generate(args.project.resolve(), epoch=epoch)
-    if args.output is None:
-        sys.stdout.buffer.write(data)
-    else:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_bytes(data)
+    data = for_target(args.input.read_bytes(), current_target(), epoch)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(data)
     return 0
 
 

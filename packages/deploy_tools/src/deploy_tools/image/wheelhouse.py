@@ -99,6 +99,15 @@ def probe_target(image: str) -> Target:
     return Target(markers=data["markers"], glibc=data["glibc"])
 
 
+def current_target() -> Target:
+    """This interpreter's marker environment, by the same probe (the Nix image's SBOM uses it)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True
+    ).stdout
+    data = json.loads(out)
+    return Target(markers=data["markers"], glibc=data["glibc"])
+
+
 def export_lock(project: Path) -> str:
     """`uv export` of the runtime set (no dev group, no workspace members), with hashes."""
     return subprocess.run(
