@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from deploy_tools.image import sbom, wheelhouse
 
 if TYPE_CHECKING:
     from conftest import Flake
@@ -291,6 +295,39 @@ def test_worker_image_root_is_one_path_with_the_entrypoint_users_certificates_an
     assert files["/app/pyproject.toml"]["size"] == (REPO_ROOT / "pyproject.toml").stat().st_size
     for folder in ("/app/data", "/home/airnub/.prefect", "/tmp"):
         assert files[folder]["mode"].startswith("d")
+
+
+def test_worker_image_sbom_is_the_committed_lock_sbom_cut_by_the_image_venv(
+    stubbed_flake: Flake, tmp_path: Path
+) -> None:
+    """/app/sbom.cdx.json: written at build time by the worker venv from uv.lock.cdx.json.
+
+    The command the root runs is run here with this interpreter in the venv's place (the
+    stubs build nothing): it writes what `airnub image build` writes for that interpreter.
+    """
+    stub = "packages.x86_64-linux.worker-image.stub"
+    files = stubbed_flake.eval_json(f"{stub}.layerFiles")
+    assert files["/app/sbom.cdx.json"]["mode"] == "-r--r--r--"
+    run = stubbed_flake.eval_json(
+        f"{stub}.copyToRoot",
+        apply='rs: (builtins.head (builtins.filter (e: e.path == "app/sbom.cdx.json") '
+        "(builtins.head rs).entries)).run",
+    )
+    venv = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.outPath")
+    epoch = int(_git("log", "-1", "--format=%ct"))  # `image build`'s SOURCE_DATE_EPOCH
+    match = re.fullmatch(
+        rf"SOURCE_DATE_EPOCH=(\d+) {re.escape(venv)}/bin/python -m deploy_tools\.image\.sbom "
+        r'image --input (/nix/store/[a-z0-9]{32}-uv\.lock\.cdx\.json) --output "\$dest"',
+        run,
+    )
+    assert match is not None, run
+    assert int(match[1]) == epoch
+    committed = (REPO_ROOT / sbom.LOCK_SBOM).read_bytes()
+    assert Path(match[2]).read_bytes() == committed
+    dest = tmp_path / "sbom.cdx.json"
+    here = run.replace(f"{venv}/bin/python", sys.executable)
+    subprocess.run(["bash", "-c", here], env={**os.environ, "dest": str(dest)}, check=True)
+    assert dest.read_bytes() == sbom.for_target(committed, wheelhouse.current_target(), epoch)
 
 
 def test_worker_image_ownership_and_modes_match_dockerfile_worker(stubbed_flake: Flake) -> None:
