@@ -11,6 +11,8 @@ Compared, reading the archives only (stdlib, nothing is run):
 - the config: Entrypoint, Cmd, User, WorkingDir, Env, Labels;
 - the Python distributions of the venv ($VIRTUAL_ENV of the config): names and versions, from
   each `*.dist-info/METADATA`;
+- each image's SBOM (`$WORKDIR/sbom.cdx.json`) against its own venv: the same names and
+  versions, no more, no fewer (the SBOMs themselves may differ: each is cut to its interpreter);
 - the files of the workspace distributions (the top-level entries their RECORD names, walked in
   the image; `__pycache__` and `.pyc` left out: both builds compile differently) and their
   console scripts in `$VIRTUAL_ENV/bin`;
@@ -40,7 +42,8 @@ from typing import IO, Any
 WORKSPACE = ("airnub-pipeline-core", "airnub-flows-alpha", "airnub-deploy-tools")
 CONFIG_KEYS = ("Entrypoint", "Cmd", "User", "WorkingDir", "Env", "Labels")
 # Small files read into memory: what the package and script comparison needs.
-KEEP = re.compile(r"\.dist-info/(METADATA|RECORD|entry_points\.txt)$")
+KEEP = re.compile(r"\.dist-info/(METADATA|RECORD|entry_points\.txt)$|(^|/)sbom\.cdx\.json$")
+SBOM = "sbom.cdx.json"  # in the working directory: the CycloneDX SBOM of the venv
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -353,6 +356,25 @@ def _collect(image: Image, path: str, rel: str, out: set[str], depth: int) -> No
         out.add(rel)
 
 
+def sbom_problems(side: str, image: Image, dists: dict[str, Distribution]) -> list[str]:
+    """Where the image's SBOM ($WORKDIR/sbom.cdx.json) and its venv disagree, or no SBOM."""
+    path = posixpath.join(image.config.get("WorkingDir") or "/", SBOM)
+    node = image.node(path)
+    if node is None or node.data is None:
+        return [f"{side}: no {path}"]
+    try:
+        components = json.loads(node.data)["components"]
+        listed = {canonical(c["name"]): c["version"] for c in components}
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{side}: {path} is not a CycloneDX SBOM ({exc!r})"]
+    installed = {name: d.version for name, d in dists.items()}
+    return [
+        f"{side}: {name}: SBOM {_side(listed.get(name))} | installed {_side(installed.get(name))}"
+        for name in sorted(listed.keys() | installed.keys())
+        if listed.get(name) != installed.get(name)
+    ]
+
+
 def tree(image: Image, top: str) -> dict[str, str]:
     """Path (relative to `top`) -> "type uid:gid[ exec]" for every path under `top`."""
     described: dict[str, str] = {}
@@ -403,6 +425,7 @@ def compare(
     versions_a = {name: d.version for name, d in dists_a.items()}
     versions_b = {name: d.version for name, d in dists_b.items()}
     sections.append(("packages", problems + _diff_maps(versions_a, versions_b)))
+    sections.append(("sbom", sbom_problems("A", a, dists_a) + sbom_problems("B", b, dists_b)))
 
     files: list[str] = []
     scripts: list[str] = []

@@ -94,10 +94,20 @@ CONFIG: dict[str, Any] = {
 }
 
 
+# /app/sbom.cdx.json: what the fixtures' venvs hold (components' other fields left out).
+SBOM = json.dumps(
+    {"bomFormat": "CycloneDX", "components": [
+        {"name": "prefect", "version": "3.0.0"},
+        {"name": "airnub_pipeline_core", "version": "0.1.0"},
+    ]}
+).encode()  # fmt: skip
+
+
 def _root(exec_mode: int, file_mode: int) -> list[Entry]:
     """/app, /home/airnub and the entrypoint, as both builds make them."""
     return [
         ("app", "dir", b"", 0o755, 0),
+        ("app/sbom.cdx.json", "file", SBOM, file_mode, 0),
         ("app/deploy", "dir", b"", 0o755, 0),
         ("app/deploy/prefect.yaml", "file", b"deployments: []\n", file_mode, 0),
         ("app/data", "dir", b"", 0o755, 10001),
@@ -269,15 +279,37 @@ def test_each_kind_of_difference_is_printed(
         "  Labels org.opencontainers.image.revision: A abc | B def",
         "packages:",
         "  prefect: A 3.0.0 | B 3.0.1",
+        "sbom:",
+        "  B: prefect: SBOM 3.0.0 | installed 3.0.1",
         "workspace files:",
         "  airnub-pipeline-core: only in A: pipeline_core/urls.py",
         "console scripts:",
         "  bin/airnub: A yes | B no",
         "tree /app:",
         "  data: A dir 10001:10001 | B dir 0:0",
-        "6 difference(s)",
+        "7 difference(s)",
     ]
     assert [line for line in out.splitlines() if not line.startswith(("A: ", "B: "))] == expected
+
+
+def test_an_sbom_missing_or_unreadable_is_a_difference(
+    docker_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def without_sbom(entries: list[Entry]) -> list[Entry]:
+        return [e for e in entries if e[0] != "app/sbom.cdx.json"]
+
+    def garbled(entries: list[Entry]) -> list[Entry]:
+        return [(n, k, b"{" if n == "app/sbom.cdx.json" else d, m, u) for n, k, d, m, u in entries]
+
+    nix = write_oci_archive(tmp_path / "nix.tar", nix_layers(without_sbom), CONFIG)
+    assert ci.main([str(docker_image), str(nix), *ONLY_CORE]) == 1
+    out = capsys.readouterr().out
+    assert "sbom:\n  B: no /app/sbom.cdx.json\n" in out
+    assert "  sbom.cdx.json: A file 0:0 | B -\n" in out  # and the /app tree says so
+
+    nix = write_oci_archive(tmp_path / "nix2.tar", nix_layers(garbled), CONFIG)
+    assert ci.main([str(docker_image), str(nix), *ONLY_CORE]) == 1
+    assert "  B: /app/sbom.cdx.json is not a CycloneDX SBOM (" in capsys.readouterr().out
 
 
 def test_docker_inspect_and_export_stand_for_an_archive(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +54,40 @@ def test_sbom_lists_exactly_the_installed_distributions(
     }
     assert "prefect" in installed
     assert listed == installed
+
+
+def test_parity_script_reads_the_real_image_and_its_sbom(
+    worker_image: BuildResult, repo_root: Path, tmp_path: Path
+) -> None:
+    """ci/compare_images.py (the GitHub parity job) on this image: as `docker save` archive
+    and as `docker image inspect` + `docker export`, no difference, the SBOM = the venv."""
+    archive = tmp_path / "saved.tar"
+    subprocess.run(["docker", "save", "-o", str(archive), worker_image.tag], check=True)
+    inspect = tmp_path / "inspect.json"
+    inspect.write_text(
+        subprocess.run(
+            ["docker", "image", "inspect", worker_image.tag],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout  # fmt: skip
+    )
+    container = subprocess.run(
+        ["docker", "create", "--pull", "never", worker_image.tag],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        export = tmp_path / "export.tar"
+        subprocess.run(["docker", "export", "-o", str(export), container], check=True)
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "ci/compare_images.py"), str(archive), f"{inspect},{export}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert worker_image.sbom is not None
+    listed = len(json.loads(worker_image.sbom.read_bytes())["components"])
+    assert f"no difference: same config, {listed} distributions with the same versions" in (
+        proc.stdout
+    )
