@@ -61,30 +61,25 @@ def test_parity_script_reads_the_real_image_and_its_sbom(
 ) -> None:
     """ci/compare_images.py (the GitHub parity job) on this image: as `docker save` archive
     and as `docker image inspect` + `docker export`, no difference, the SBOM = the venv."""
-    archive = tmp_path / "saved.tar"
-    subprocess.run(["docker", "save", "-o", str(archive), worker_image.tag], check=True)
-    inspect = tmp_path / "inspect.json"
-    inspect.write_text(
-        subprocess.run(
-            ["docker", "image", "inspect", worker_image.tag],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout  # fmt: skip
-    )
-    container = subprocess.run(
-        ["docker", "create", "--pull", "never", worker_image.tag],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+
+    def docker(*args: str) -> str:
+        return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+    archive, inspect, export = tmp_path / "saved.tar", tmp_path / "inspect.json", tmp_path / "x.tar"
+    docker("save", "-o", str(archive), worker_image.tag)
+    inspect.write_text(docker("image", "inspect", worker_image.tag))
+    container = docker("create", "--pull", "never", worker_image.tag).strip()
     try:
-        export = tmp_path / "export.tar"
-        subprocess.run(["docker", "export", "-o", str(export), container], check=True)
+        docker("export", "-o", str(export), container)
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    script = str(repo_root / "ci/compare_images.py")
     proc = subprocess.run(
-        [sys.executable, str(repo_root / "ci/compare_images.py"), str(archive), f"{inspect},{export}"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, script, str(archive), f"{inspect},{export}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert worker_image.sbom is not None
     listed = len(json.loads(worker_image.sbom.read_bytes())["components"])
