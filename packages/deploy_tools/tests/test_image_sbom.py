@@ -82,7 +82,7 @@ def _workspace_copy(dest: Path) -> Path:
     return dest
 
 
-def test_missing_or_stale_lock_sbom_is_refused_with_the_fix(tmp_path: Path) -> None:
+def test_a_missing_or_stale_lock_sbom_is_refused_then_rewritten(tmp_path: Path) -> None:
     project = _workspace_copy(tmp_path)
     with pytest.raises(sbom.StaleSbom, match=r"uv\.lock\.cdx\.json is missing; run `hatch run"):
         sbom.generate(project, target=DEBIAN)
@@ -98,6 +98,10 @@ def test_missing_or_stale_lock_sbom_is_refused_with_the_fix(tmp_path: Path) -> N
     with pytest.raises(sbom.StaleSbom, match=r"does not describe .*uv\.lock any more"):
         sbom.generate(project, target=DEBIAN)
     assert sbom.main(["lock", "--project", str(project), "--check"]) == 1
+    # `image build` rewrites it (and says so) rather than stop after a `uv lock`.
+    assert sbom.refresh(project) is True
+    assert sbom.main(["lock", "--project", str(project), "--check"]) == 0
+    assert sbom.refresh(project) is False
 
 
 def test_uv_alone_is_not_reproducible_normalised_it_is(raw: dict[str, Any]) -> None:

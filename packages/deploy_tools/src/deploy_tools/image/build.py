@@ -297,6 +297,8 @@ def build_image(opts: BuildOptions) -> BuildResult:
     ensure_base_image(base, log=opts.log)
     epoch = opts.epoch if opts.epoch is not None else source_date_epoch(project)
     target = wheelhouse.probe_target(base)
+    if sbom.refresh(project):  # after `uv lock`: the build goes on, the user is told to commit
+        opts.log(f"rewrote {sbom.LOCK_SBOM} from uv.lock (it was stale): commit it with uv.lock")
     ctx = opts.context_dir or project / ".image" / "context"
     if ctx.exists():
         shutil.rmtree(ctx)

@@ -7,7 +7,8 @@ Two files:
   ``airnub-pipeline-core[aws]``) plus the three workspace packages. uv writes a wall-clock
   ``metadata.timestamp`` and a random ``serialNumber``; here there is no timestamp, the serial
   is a UUID derived from uv.lock's sha256, and every list and key is sorted.
-  ``hatch run image:sbom`` writes it; ``image build`` and a unit test refuse a stale one.
+  ``hatch run image:sbom`` writes it; ``image build`` rewrites a stale one and says so (the
+  Nix build cannot: it takes the file as committed); a unit test refuses a stale one in CI.
 - the image's ``/app/sbom.cdx.json``: that file cut to one interpreter (components whose
   environment marker is false for it, ``pywin32``, …, dropped), timestamped with
   SOURCE_DATE_EPOCH. ``image build`` probes the base image's interpreter; the Nix build runs
@@ -173,6 +174,16 @@ def committed(project: Path) -> bytes:
     if data != lock_sbom(project):
         raise StaleSbom(f"{path} does not describe {project / 'uv.lock'} any more; {REFRESH}")
     return data
+
+
+def refresh(project: Path) -> bool:
+    """Rewrite a missing or stale ``uv.lock.cdx.json``; True when it was rewritten."""
+    try:
+        committed(project)
+    except StaleSbom:
+        (project / LOCK_SBOM).write_bytes(lock_sbom(project))
+        return True
+    return False
 
 
 def for_target(lock_bom: bytes, target: Target, epoch: int | None = None) -> bytes:
