@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints
+from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints, report_changes
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
 from deploy_tools.setup import SetupFiles
 
@@ -40,7 +40,6 @@ class RemoteResult:
 
     image_ref: str = ""
     deployments: list[str] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
@@ -206,10 +205,7 @@ def deploy_remote(
     except Exception as exc:
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         raise DeployError("deploy remote stopped before deploying") from None
-    for c in changes:
-        reporter.info(f"  {c.kind} {c.name}: {c.action}" + (f" ({c.detail})" if c.detail else ""))
-        result.applied.append(f"{c.kind} {c.name}: {c.action}")
-    reporter.step_finished("setup", f"{len(changes)} object(s) checked")
+    report_changes(reporter, changes)
 
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {remote_file}")
     prefect = Path(sys.executable).with_name("prefect")
