@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.remote.conftest import BIN, S3, Copy, Remote, _start, _stop
+from tests.remote.conftest import BIN, S3, Copy, Remote, _start
 from tests.stack.test_local_stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
@@ -109,14 +109,14 @@ def deployed(checkout: Copy, remote: Remote) -> str:
 def docker_worker(
     deployed: str, remote: Remote, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    log = tmp_path_factory.mktemp("docker-worker") / "worker.log"
     env = remote.client_env(PREFECT_WORKER_QUERY_SECONDS="1")
-    proc = _start([str(BIN / "prefect"), "worker", "start", "--type", "docker",
-                   "--pool", "airnub-docker", "--name", "remote-test"], env, log)  # fmt: skip
+    proc = _start("worker", tmp_path_factory.mktemp("docker-worker"),
+                  [str(BIN / "prefect"), "worker", "start", "--type", "docker",
+                   "--pool", "airnub-docker", "--name", "remote-test"], env)  # fmt: skip
     try:
         yield
     finally:
-        _stop(proc)
+        proc.stop()
         subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)
 
 
