@@ -5,6 +5,7 @@ for the sources, and a git copy of this checkout to deploy from. Nothing is pull
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -47,8 +48,21 @@ def _wait(url: str, proc: ManagedProcess, timeout: float = 120) -> None:
     raise AssertionError(f"{url} did not answer; {proc.log_file.read_text()[-3000:]}")
 
 
+@dataclass
+class Registry:
+    """The registry of these tests: host:port and its log (one line per request)."""
+
+    address: str
+    log: Path
+
+    def pushes(self) -> int:
+        """`docker push`es so far: each asks for the manifest first (HEAD), and a push of what
+        the registry already has stops there (no PUT: counting PUTs would miss it)."""
+        return len(re.findall(r'"HEAD /v2/\S+/manifests/', self.log.read_text()))
+
+
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """`docker-registry serve` on 127.0.0.1:<free port>, filesystem storage, no auth."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -65,7 +79,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = _start("registry", folder, [binary, "serve", str(config)], clean_env())
     try:
         _wait(f"http://127.0.0.1:{port}/v2/", proc)
-        yield f"127.0.0.1:{port}"
+        yield Registry(f"127.0.0.1:{port}", proc.log_file)
     finally:
         proc.stop()
 
@@ -154,13 +168,13 @@ class Copy:
 
 @pytest.fixture(scope="session")
 def checkout(
-    tmp_path_factory: pytest.TempPathFactory, remote: Remote, registry: str, demo_data: str
+    tmp_path_factory: pytest.TempPathFactory, remote: Remote, registry: Registry, demo_data: str
 ) -> Copy:
     root = git_copy(tmp_path_factory.mktemp("remote-copy") / "checkout")
     env = remote.client_env(
         **compose_images(),
         AIRNUB_IMAGE=TEST_IMAGE,
-        AIRNUB_REGISTRY=registry,
+        AIRNUB_REGISTRY=registry.address,
         AIRNUB_DEMO_DATA_URL=f"{demo_data}/alpha",
         BUILDX_NO_DEFAULT_ATTESTATIONS="1",
         COLUMNS="200",
