@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from deploy_tools import server_settings
+from deploy_tools.stack.processes import ManagedProcess
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,20 +109,6 @@ def compose_first_green(work: Path) -> float:
     return _time_deploy(clone, env, "compose")
 
 
-def _background(
-    cmd: list[str], env: dict[str, str], cwd: Path, log: Path
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd,
-        env=env,
-        cwd=cwd,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
 def _bare_deploy_file(work: Path) -> Path:
     deployments = [
         {"name": "local", "entrypoint": ep, "work_pool": {"name": "alpha-local"}, "schedules": []}
@@ -164,37 +150,27 @@ def bare_first_green(work: Path) -> float:
     }
     prefect = str(BIN / "prefect")
     deploy_file = _bare_deploy_file(work)
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[ManagedProcess] = []
+
+    def background(name: str, cmd: list[str], env: dict[str, str]) -> None:
+        procs.append(ManagedProcess(name, work))
+        procs[-1].start(cmd, env=env, cwd=work)
 
     def run(*args: str) -> None:
         subprocess.run([prefect, *args], env=client_env, cwd=work, check=True, capture_output=True)
 
     start = time.monotonic()
     try:
-        procs.append(
-            _background(
-                [
-                    sys.executable,
-                    "-m",
-                    "http.server",
-                    str(data_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--directory",
-                    str(demo_data_dir()),
-                ],
-                base,
-                work,
-                work / "data.log",
-            )
-        )
-        procs.append(
-            _background(
-                [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                server_env,
-                work,
-                work / "server.log",
-            )
+        background(
+            "data",
+            [sys.executable, "-m", "http.server", str(data_port), "--bind", "127.0.0.1",
+             "--directory", str(demo_data_dir())],
+            base,
+        )  # fmt: skip
+        background(
+            "server",
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            server_env,
         )
         while True:
             try:
@@ -207,25 +183,12 @@ def bare_first_green(work: Path) -> float:
         sources = demo_sources(f"http://127.0.0.1:{data_port}")
         run("variable", "set", "alpha_sources", json.dumps(sources), "--overwrite")
         run("deploy", "--all", "--prefect-file", str(deploy_file))
-        procs.append(
-            _background(
-                [prefect, "worker", "start", "--pool", "alpha-local"],
-                worker_env,
-                work,
-                work / "worker.log",
-            )
-        )
+        background("worker", [prefect, "worker", "start", "--pool", "alpha-local"], worker_env)
         run("deployment", "run", "alpha_pipeline/local", "--watch")
         return time.monotonic() - start
     finally:
         for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            p.stop()
 
 
 def main() -> None:

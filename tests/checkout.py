@@ -7,17 +7,26 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from deploy_tools.server_settings import telemetry_env
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without its PREFECT_*/AIRNUB_* settings (the caller's server, ports,
+    image), with telemetry off as in every airnub stack, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    return {**env, **telemetry_env(), **extra}
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600, **env: str) -> str:
     """Run `cmd` without the caller's PREFECT_*/AIRNUB_* settings; assert it succeeds."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
+    clean = clean_env(**env)
     clean.pop("VIRTUAL_ENV", None)
     done = subprocess.run(
         cmd,
         cwd=cwd,
-        env={**clean, **env},
+        env=clean,
         capture_output=True,
         text=True,
         timeout=timeout,

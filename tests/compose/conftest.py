@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from deploy_tools.stack.compose import project_name
-from tests.checkout import REPO, git_copy
+from tests.checkout import REPO, clean_env, git_copy
 from tests.stack.test_local_stack import free_port
 
 AIRNUB = Path(sys.executable).parent / "airnub"
@@ -79,11 +79,10 @@ class Checkout:
 
     def airnub(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """`airnub <args>` in the copy (its own settings only)."""
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
         return subprocess.run(
             [str(AIRNUB), *args],
             cwd=self.root,
-            env={**clean, **self.env, "COLUMNS": "200"},
+            env=clean_env(**self.env, COLUMNS="200"),
             capture_output=True,
             text=True,
             timeout=timeout,

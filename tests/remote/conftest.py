@@ -5,10 +5,9 @@ for the sources, and a git copy of this checkout to deploy from. Nothing is pull
 
 from __future__ import annotations
 
-import os
+import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.checkout import git_copy
+from deploy_tools.stack.processes import ManagedProcess
+from tests.checkout import REPO, clean_env, git_copy
 from tests.compose.conftest import compose_images
 from tests.stack.test_local_stack import free_port
 
@@ -28,47 +28,41 @@ BIN = Path(sys.executable).parent
 TEST_IMAGE = "airnub-worker:remote-test"
 
 
-def _start(
-    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+def _start(name: str, folder: Path, cmd: list[str], env: dict[str, str]) -> ManagedProcess:
+    """`cmd` in its own session, its output in `folder`/logs/<name>.log."""
+    proc = ManagedProcess(name, folder)
+    proc.start(cmd, env=env, cwd=REPO)
+    return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+def _wait(url: str, proc: ManagedProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.pid() is not None, proc.log_file.read_text()[-3000:]
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer; {log.read_text()[-3000:]}")
+    raise AssertionError(f"{url} did not answer; {proc.log_file.read_text()[-3000:]}")
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
-    env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    return env
+@dataclass
+class Registry:
+    """The registry of these tests: host:port and its log (one line per request)."""
+
+    address: str
+    log: Path
+
+    def pushes(self) -> int:
+        """`docker push`es so far: each asks for the manifest first (HEAD), and a push of what
+        the registry already has stops there (no PUT: counting PUTs would miss it)."""
+        return len(re.findall(r'"HEAD /v2/\S+/manifests/', self.log.read_text()))
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """`docker-registry serve` on 127.0.0.1:<free port>, filesystem storage, no auth."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -82,13 +76,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    log = folder / "registry.log"
-    proc = _start([binary, "serve", str(config)], _clean_env(), log)
+    proc = _start("registry", folder, [binary, "serve", str(config)], clean_env())
     try:
-        _wait(f"http://127.0.0.1:{port}/v2/", proc, log)
-        yield f"127.0.0.1:{port}"
+        _wait(f"http://127.0.0.1:{port}/v2/", proc)
+        yield Registry(f"127.0.0.1:{port}", proc.log_file)
     finally:
-        _stop(proc)
+        proc.stop()
 
 
 @dataclass
@@ -100,8 +93,7 @@ class Remote:
     home: Path
 
     def client_env(self, **extra: str) -> dict[str, str]:
-        return {**_clean_env(), "PREFECT_API_URL": self.api_url,
-                "PREFECT_API_AUTH_STRING": self.auth, **extra}  # fmt: skip
+        return clean_env(PREFECT_API_URL=self.api_url, PREFECT_API_AUTH_STRING=self.auth, **extra)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """One REST call with the auth string (a 503, SQLite busy under load, is retried)."""
@@ -127,37 +119,34 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     home = tmp_path_factory.mktemp("remote-server")
     port = free_port()
     auth = f"airnub:{secrets.token_urlsafe(16)}"
-    env = {
-        **_clean_env(),
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_AUTH_STRING": auth,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'remote.db'}",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
-    }
-    log = home / "server.log"
-    proc = _start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                   "--port", str(port)], env, log)  # fmt: skip
+    env = clean_env(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_API_AUTH_STRING=auth,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'remote.db'}",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE="100",
+    )
+    proc = _start("server", home, [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(port)], env)  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{port}/api/health", proc, log)
+        _wait(f"http://127.0.0.1:{port}/api/health", proc)
         yield Remote(f"http://127.0.0.1:{port}/api", auth, home)
     finally:
-        _stop(proc)
+        proc.stop()
 
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo-data server on 127.0.0.1 (flow-run containers reach it: host network)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("demo-data") / "demo-data.log"
-    repo = Path(__file__).resolve().parents[2]
-    proc = _start([sys.executable, "-m", "deploy_tools.stack.demo_data", "--port", str(port)],
-                  _clean_env(), log, cwd=repo)  # fmt: skip
+    proc = _start("demo-data", tmp_path_factory.mktemp("demo-data"),
+                  [sys.executable, "-m", "deploy_tools.stack.demo_data", "--port", str(port)],
+                  clean_env())  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{port}/", proc, log)
+        _wait(f"http://127.0.0.1:{port}/", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        proc.stop()
 
 
 @dataclass
@@ -179,13 +168,13 @@ class Copy:
 
 @pytest.fixture(scope="session")
 def checkout(
-    tmp_path_factory: pytest.TempPathFactory, remote: Remote, registry: str, demo_data: str
+    tmp_path_factory: pytest.TempPathFactory, remote: Remote, registry: Registry, demo_data: str
 ) -> Copy:
     root = git_copy(tmp_path_factory.mktemp("remote-copy") / "checkout")
     env = remote.client_env(
         **compose_images(),
         AIRNUB_IMAGE=TEST_IMAGE,
-        AIRNUB_REGISTRY=registry,
+        AIRNUB_REGISTRY=registry.address,
         AIRNUB_DEMO_DATA_URL=f"{demo_data}/alpha",
         BUILDX_NO_DEFAULT_ATTESTATIONS="1",
         COLUMNS="200",
@@ -216,8 +205,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     import boto3
 
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], _clean_env(), log)
+    proc = _start("moto", tmp_path_factory.mktemp("moto"),
+                  [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], clean_env())  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         "AWS_ACCESS_KEY_ID": "airnub-test-key",
@@ -228,7 +217,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         "AIRNUB_CODE_BUCKET": "alpha-code",
     }
     try:
-        _wait(f"{endpoint}/moto-api/", proc, log)
+        _wait(f"{endpoint}/moto-api/", proc)
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                               aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
@@ -236,4 +225,4 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
             client.create_bucket(Bucket=bucket)
         yield S3(endpoint, "alpha-data", env)
     finally:
-        _stop(proc)
+        proc.stop()

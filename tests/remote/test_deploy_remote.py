@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.remote.conftest import BIN, S3, Copy, Remote, _start, _stop
+from tests.remote.conftest import BIN, S3, Copy, Registry, Remote, _start
 from tests.stack.test_local_stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
@@ -77,9 +77,13 @@ def test_a_failed_build_is_refused(checkout: Copy, remote: Remote) -> None:
 
 
 def test_a_failed_push_is_refused(checkout: Copy, remote: Remote) -> None:
-    done = checkout.airnub("deploy", "remote", AIRNUB_REGISTRY=f"127.0.0.1:{free_port()}")
+    port = free_port()  # no registry answers there
+    done = checkout.airnub("deploy", "remote", AIRNUB_REGISTRY=f"127.0.0.1:{port}")
     assert done.returncode == 1
-    assert "docker push" in done.stderr and "failed" in done.stderr
+    assert "image: up to date" in done.stdout or "image: built" in done.stdout
+    assert "push: failed, nothing was deployed" in done.stderr
+    assert f"`docker push 127.0.0.1:{port}/airnub-worker:remote-test` failed" in done.stderr
+    assert "connection refused" in done.stderr
     nothing_deployed(remote)
 
 
@@ -95,10 +99,12 @@ def test_dry_run_prints_the_plan_and_touches_nothing(checkout: Copy, remote: Rem
 
 # -- the deploy and a run -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def deployed(checkout: Copy, remote: Remote) -> str:
+def deployed(checkout: Copy, remote: Remote, registry: Registry) -> str:
+    pushes = registry.pushes()
     done = checkout.airnub("deploy", "remote")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
+    assert registry.pushes() == pushes + 1  # `prefect deploy`'s push step did not push again
     assert remote.auth not in out
     found = re.search(r"Image\s+(\S+@sha256:[0-9a-f]{64})", done.stdout)
     assert found, out
@@ -109,14 +115,14 @@ def deployed(checkout: Copy, remote: Remote) -> str:
 def docker_worker(
     deployed: str, remote: Remote, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    log = tmp_path_factory.mktemp("docker-worker") / "worker.log"
     env = remote.client_env(PREFECT_WORKER_QUERY_SECONDS="1")
-    proc = _start([str(BIN / "prefect"), "worker", "start", "--type", "docker",
-                   "--pool", "airnub-docker", "--name", "remote-test"], env, log)  # fmt: skip
+    proc = _start("worker", tmp_path_factory.mktemp("docker-worker"),
+                  [str(BIN / "prefect"), "worker", "start", "--type", "docker",
+                   "--pool", "airnub-docker", "--name", "remote-test"], env)  # fmt: skip
     try:
         yield
     finally:
-        _stop(proc)
+        proc.stop()
         subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)
 
 
@@ -172,7 +178,7 @@ def test_alpha_pipeline_completes_in_a_container_of_the_pushed_digest(
 
 
 def test_plain_prefect_deploy_creates_the_same_deployments(
-    deployed: str, checkout: Copy, remote: Remote
+    deployed: str, checkout: Copy, remote: Remote, registry: Registry
 ) -> None:
     def shape() -> list[tuple[str, str, str, str]]:
         return sorted(
@@ -186,10 +192,13 @@ def test_plain_prefect_deploy_creates_the_same_deployments(
         if d["name"] == "docker":
             remote.api("DELETE", f"/deployments/{d['id']}")
     assert shape() == []
+    pushes = registry.pushes()
     done = checkout.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all",
                         "--prefect-file", "deploy/prefect.yaml")  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert shape() == before
+    assert registry.pushes() == pushes + 1  # without airnub the push step pushes
+    assert "reusing" not in done.stdout
 
 
 def test_the_kubernetes_variant_deploys_the_same_digest(

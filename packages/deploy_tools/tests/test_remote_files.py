@@ -3,6 +3,7 @@ see, deploy/prefect.yaml as Prefect reads it, and the steps refusing empty input
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,19 @@ def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Pa
 def test_steps_refuse_what_an_unset_variable_makes_of_their_inputs(call, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(remote_steps.StepError, match=message):
         call()
+
+
+def test_the_steps_return_what_deploy_remote_built_and_pushed_for_the_same_image(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = "sha256:" + "a" * 64
+    build = {"image": "airnub-worker:done", "digest": digest, "built": "yes"}
+    push = {"image": "127.0.0.1:5999/airnub-worker:done", "digest": digest,
+            "image_ref": f"127.0.0.1:5999/airnub-worker@{digest}"}  # fmt: skip
+    monkeypatch.setenv(remote_steps.DONE_ENV, json.dumps({"build": build, "push": push}))
+    assert remote_steps.build_image("airnub-worker:done", project=str(REPO)) == build
+    assert remote_steps.push_image("airnub-worker:done", "127.0.0.1:5999") == push
+    assert capsys.readouterr().out.count("reusing") == 2  # nothing built, tagged or pushed
 
 
 def test_an_s3_endpoint_is_set_only_when_given(

@@ -231,6 +231,12 @@ def apply_setup(
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         reporter.failure("objects listed before this line may already be applied; fix and rerun")
         raise DeployError("setup apply stopped") from None
+    report_changes(reporter, changes)
+    return changes
+
+
+def report_changes(reporter: Reporter, changes: list[Change]) -> None:
+    """One line per applied object, then the `setup` step's outcome."""
     for c in changes:
         reporter.info(f"  {c.kind} {c.name}: {c.action}" + (f" ({c.detail})" if c.detail else ""))
     if all(c.action in ("unchanged", "skipped") for c in changes):
@@ -238,7 +244,6 @@ def apply_setup(
     else:
         n = sum(c.action in ("created", "updated") for c in changes)
         reporter.step_finished("setup", f"{n} of {len(changes)} objects created or updated")
-    return changes
 
 
 # -- demo runs -----------------------------------------------------------------------------

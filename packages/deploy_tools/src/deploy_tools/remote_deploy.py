@@ -1,6 +1,7 @@
 """The remote deploy use case (`airnub deploy remote`): gate → an authenticated check of the API
 → every file validated → build → push → pools, variables, blocks → `prefect deploy --all` of
-`deploy/prefect.yaml` → each deployment read back, its image checked to be the pushed digest.
+`deploy/prefect.yaml` (whose build and push steps reuse the image just pushed) → each deployment
+read back, its image checked to be the pushed digest.
 
 Anything that fails before `prefect deploy` leaves the remote without a deployment change; the
 error says what to fix. Credentials (PREFECT_API_KEY, PREFECT_API_AUTH_STRING) are read by
@@ -10,6 +11,7 @@ Prefect's client from the environment; they are never printed, written or passed
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints
+from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints, report_changes
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
 from deploy_tools.setup import SetupFiles
 
@@ -40,7 +42,6 @@ class RemoteResult:
 
     image_ref: str = ""
     deployments: list[str] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
@@ -185,16 +186,18 @@ def deploy_remote(
 
     from deploy_tools import remote_steps
 
-    reporter.step_started("image", f"building {target.image} (reused when up to date)")
+    step = "image"
+    reporter.step_started(step, f"building {target.image} (reused when up to date)")
     try:
         built = remote_steps.build_image(target.image, project=str(settings.project_dir))
         reporter.step_finished(
-            "image", f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
+            step, f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
         )
-        reporter.step_started("push", f"pushing to {target.registry}")
+        step = "push"
+        reporter.step_started(step, f"pushing to {target.registry}")
         pushed = remote_steps.push_image(built["image"], target.registry)
     except remote_steps.StepError as exc:
-        reporter.step_finished("image", "failed, nothing was deployed", ok=False)
+        reporter.step_finished(step, "failed, nothing was deployed", ok=False)
         raise DeployError(str(exc)) from None
     result.image_ref = pushed["image_ref"]
     reporter.step_finished("push", pushed["image_ref"])
@@ -206,10 +209,7 @@ def deploy_remote(
     except Exception as exc:
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         raise DeployError("deploy remote stopped before deploying") from None
-    for c in changes:
-        reporter.info(f"  {c.kind} {c.name}: {c.action}" + (f" ({c.detail})" if c.detail else ""))
-        result.applied.append(f"{c.kind} {c.name}: {c.action}")
-    reporter.step_finished("setup", f"{len(changes)} object(s) checked")
+    report_changes(reporter, changes)
 
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {remote_file}")
     prefect = Path(sys.executable).with_name("prefect")
@@ -219,6 +219,7 @@ def deploy_remote(
         "PREFECT_CLI_PROMPT": "false",
         "AIRNUB_IMAGE": target.image,
         "AIRNUB_REGISTRY": target.registry,
+        remote_steps.DONE_ENV: json.dumps({"build": built, "push": pushed}),
     }
     proc = subprocess.run(
         [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(remote_file)],

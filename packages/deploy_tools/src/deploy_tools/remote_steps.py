@@ -2,7 +2,10 @@
 returns the pushed digest.
 
 Prefect's `prefect deploy --all` runs `build:` and `push:` once per deployment, so both steps
-remember their result for the process (three deployments: one build, one push). prefect-docker's
+remember their result for the process (three deployments: one build, one push). Under `airnub
+deploy remote`, which has built and pushed the image already, they do neither: that command
+hands its two results to `prefect deploy` in AIRNUB_STEPS_DONE, and a step asked for the same
+image returns them as they are (saying so in one line). prefect-docker's
 `build_docker_image` is not used: it always adds an `io.prefect.version` label (another digest
 than `airnub image build`) and cannot load an OCI-exported build. Its `push_docker_image`
 returns no digest, and the deployments must name the image by digest.
@@ -24,15 +27,24 @@ In prefect.yaml::
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
 _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+DONE_ENV = "AIRNUB_STEPS_DONE"  # {"build": build_image's outputs, "push": push_image's} (JSON)
 
 
 class StepError(RuntimeError):
     """A build or push step cannot go on; the message says what to set or fix."""
+
+
+def _done() -> dict[str, dict[str, str]]:
+    """The outputs `airnub deploy remote` got from these steps before running `prefect deploy`."""
+    done: dict[str, dict[str, str]] = json.loads(os.environ.get(DONE_ENV) or "{}")
+    return done
 
 
 def _require(value: str, what: str, hint: str) -> str:
@@ -60,6 +72,9 @@ def build_image(tag: str, base_image: str = "", project: str = ".") -> dict[str,
 
     settings = load_settings(Path(project))
     tag = tag.strip() or settings.image  # `{{ $AIRNUB_IMAGE }}` unset: [tool.airnub]'s image
+    if (done := _done()) and done["build"]["image"] == tag:
+        print(f"build_image: reusing {tag} ({done['build']['digest']}), built by airnub just now")
+        return done["build"]
     opts = BuildOptions(
         project=settings.project_dir,
         tag=tag,
@@ -95,6 +110,9 @@ def push_image(image: str, registry: str, repository: str = "", tag: str = "") -
     name, _, own_tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
     repository = repository or name.split("/")[-1]
     target = f"{registry}/{repository}:{tag or own_tag or 'latest'}"
+    if (done := _done()) and (done["build"]["image"], done["push"]["image"]) == (image, target):
+        print(f"push_image: reusing {done['push']['image_ref']}, pushed by airnub just now")
+        return done["push"]
     try:
         local = local_digest(image)
     except RuntimeError as exc:

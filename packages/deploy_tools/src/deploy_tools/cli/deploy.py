@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from deploy_tools.cli.stack import NoWait
-from deploy_tools.cli.terminal import RichReporter, console, fail, settings
+from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
 from deploy_tools.stack.mode import Mode
 
 app = typer.Typer(no_args_is_help=True)
@@ -38,16 +38,11 @@ def local(
     (deploy/compose.yaml); the worker image is built when missing or out of date.
     """
     from deploy_tools.deploy_service import DeployError, deploy_local
-    from deploy_tools.stack import open_stack, resolve_mode
+    from deploy_tools.stack import open_stack
 
     config = settings()
     stack = open_stack(
-        resolve_mode(mode, config, note=_note),
-        config,
-        server_port=server_port,
-        data_port=data_port,
-        build=build,
-        note=_note,
+        mode, config, server_port=server_port, data_port=data_port, build=build, note=note
     )
     reporter = RichReporter()
     try:
@@ -61,10 +56,6 @@ def local(
     for name, folder in result.outputs.items():
         console.print(f"[bold]{'Outputs ' + name:<{width}}[/bold]  {folder}", soft_wrap=True)
     console.print("Stop with `hatch run deploy:down`; status with `hatch run deploy:status`.")
-
-
-def _note(line: str) -> None:
-    console.print(line, markup=False)
 
 
 @app.command()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from deploy_tools.cli.terminal import RichReporter, console, fail, settings
+from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
 from deploy_tools.stack.mode import Mode
 
 if TYPE_CHECKING:
@@ -29,10 +29,6 @@ RunningMode = typer.Option(
 )
 
 
-def _note(line: str) -> None:
-    console.print(line, markup=False)
-
-
 @app.command()
 def up(
     *,
@@ -45,16 +41,10 @@ def up(
 ) -> None:
     """Start the server, demo-data server and worker on 127.0.0.1 (what is running stays)."""
     from deploy_tools.deploy_service import DeployError, stack_lock
-    from deploy_tools.stack import StackError, open_stack, resolve_mode
+    from deploy_tools.stack import StackError, open_stack
 
     config = settings()
-    stack = open_stack(
-        resolve_mode(mode, config, note=_note),
-        config,
-        server_port=server_port,
-        data_port=data_port,
-        note=_note,
-    )
+    stack = open_stack(mode, config, server_port=server_port, data_port=data_port, note=note)
     try:
         with (
             stack_lock(config, "stack up", RichReporter(), wait=not no_wait),
@@ -98,7 +88,7 @@ def down(
     config = settings()
     reporter = RichReporter()
     try:
-        stack = running_stack(config, mode, note=_note)
+        stack = running_stack(config, mode, note=note)
         stopped = stop_local(config, stack, reporter, wait=not no_wait, volumes=volumes).stopped
     except DeployError as exc:
         raise fail(str(exc)) from None

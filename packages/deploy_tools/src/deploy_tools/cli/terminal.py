@@ -25,6 +25,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def note(line: str) -> None:
+    """One plain line (no markup) on stdout: what the stack code tells along the way."""
+    console.print(line, markup=False)
+
+
 def settings() -> AirnubSettings:
     """The settings of the current project folder, or exit with a clear message."""
     from pydantic import ValidationError

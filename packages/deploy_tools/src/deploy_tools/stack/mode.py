@@ -63,14 +63,14 @@ def open_stack(
     build: bool = False,
     note: Callable[[str], None] | None = None,
 ) -> Stack:
-    """The stack of `mode` (already resolved), on the chosen ports.
+    """The stack of `mode` (`auto`: `resolve_mode` picks one), on the chosen ports.
 
-    `build` and `note` concern the compose mode: rebuild the worker image, progress lines.
+    `note` hears which mode `auto` picked; `build` and `note` concern the compose mode too:
+    rebuild the worker image, progress lines.
     """
     from deploy_tools.stack.ports import choose_ports
 
-    if mode is Mode.auto:
-        raise ValueError("resolve the mode first (resolve_mode)")
+    mode = resolve_mode(mode, settings, note)
     ports = choose_ports(settings, server_port, data_port)
     if mode is Mode.compose:
         from deploy_tools.stack.compose import ComposeStack
