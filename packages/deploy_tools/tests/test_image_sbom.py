@@ -99,9 +99,9 @@ def test_a_missing_or_stale_lock_sbom_is_refused_then_rewritten(tmp_path: Path) 
         sbom.generate(project, target=DEBIAN)
     assert sbom.main(["lock", "--project", str(project), "--check"]) == 1
     # `image build` rewrites it (and says so) rather than stop after a `uv lock`.
-    assert sbom.refresh(project) is True
+    assert sbom.refresh(project) == (sbom.lock_sbom(project), True)
     assert sbom.main(["lock", "--project", str(project), "--check"]) == 0
-    assert sbom.refresh(project) is False
+    assert sbom.refresh(project) == (sbom.lock_sbom(project), False)
 
 
 def test_uv_alone_is_not_reproducible_normalised_it_is(raw: dict[str, Any]) -> None:

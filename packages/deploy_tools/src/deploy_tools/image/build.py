@@ -179,13 +179,18 @@ def _normalise(root: Path, epoch: int) -> None:
 
 
 def assemble_context(
-    project: Path, ctx: Path, target: wheelhouse.Target, wheel_cache: Path, epoch: int
+    project: Path,
+    ctx: Path,
+    target: wheelhouse.Target,
+    wheel_cache: Path,
+    epoch: int,
+    lock_bom: bytes,
 ) -> None:
     """Write the build context for ``project`` into an empty folder ``ctx``."""
     ctx.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project / DOCKERFILE, ctx / "Dockerfile")
-    # The SBOM of what the image installs (markers evaluated for its interpreter).
-    sbom.write(project, ctx / sbom.SBOM_NAME, target=target, epoch=epoch)
+    # The SBOM of what the image installs: uv.lock.cdx.json (``lock_bom``) cut to its interpreter.
+    (ctx / sbom.SBOM_NAME).write_bytes(sbom.for_target(lock_bom, target, epoch))
     reqs = wheelhouse.select(wheelhouse.parse_requirements(wheelhouse.export_lock(project)), target)
     (ctx / "requirements.txt").write_text("".join(r.line() + "\n" for r in reqs))
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
@@ -297,14 +302,14 @@ def build_image(opts: BuildOptions) -> BuildResult:
     ensure_base_image(base, log=opts.log)
     epoch = opts.epoch if opts.epoch is not None else source_date_epoch(project)
     target = wheelhouse.probe_target(base)
-    if sbom.refresh(project):  # after `uv lock`: the build goes on, the user is told to commit
+    lock_bom, rewritten = sbom.refresh(project)
+    if rewritten:  # after `uv lock`: the build goes on, the user is told to commit
         opts.log(f"rewrote {sbom.LOCK_SBOM} from uv.lock (it was stale): commit it with uv.lock")
     ctx = opts.context_dir or project / ".image" / "context"
     if ctx.exists():
         shutil.rmtree(ctx)
-    assemble_context(
-        project, ctx, target, opts.wheel_cache or project / ".image" / "wheelhouse", epoch
-    )
+    wheel_cache = opts.wheel_cache or project / ".image" / "wheelhouse"
+    assemble_context(project, ctx, target, wheel_cache, epoch, lock_bom)
     args = {
         "BASE_IMAGE": base,
         "SOURCE_DATE_EPOCH": str(epoch),

@@ -176,14 +176,15 @@ def committed(project: Path) -> bytes:
     return data
 
 
-def refresh(project: Path) -> bool:
-    """Rewrite a missing or stale ``uv.lock.cdx.json``; True when it was rewritten."""
-    try:
-        committed(project)
-    except StaleSbom:
-        (project / LOCK_SBOM).write_bytes(lock_sbom(project))
-        return True
-    return False
+def refresh(project: Path) -> tuple[bytes, bool]:
+    """:func:`lock_sbom`'s bytes (one export), written to a missing or stale ``uv.lock.cdx.json``;
+    and whether it was rewritten."""
+    data = lock_sbom(project)
+    path = project / LOCK_SBOM
+    if path.is_file() and path.read_bytes() == data:
+        return data, False
+    path.write_bytes(data)
+    return data, True
 
 
 def for_target(lock_bom: bytes, target: Target, epoch: int | None = None) -> bytes:
@@ -199,13 +200,6 @@ def for_target(lock_bom: bytes, target: Target, epoch: int | None = None) -> byt
 def generate(project: Path, *, target: Target, epoch: int | None = None) -> bytes:
     """The image's SBOM for ``target``, from ``project``'s checked ``uv.lock.cdx.json``."""
     return for_target(committed(project), target, epoch)
-
-
-def write(project: Path, dest: Path, *, target: Target, epoch: int | None = None) -> Path:
-    """Write :func:`generate`'s bytes to ``dest`` (its folder is created) and return ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(generate(project, target=target, epoch=epoch))
-    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,11 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                 committed(project)
                 print(f"{project / LOCK_SBOM} describes uv.lock", file=sys.stderr)
                 return 0
-            data = lock_sbom(project)
-        except (StaleSbom, RuntimeError) as exc:
+            refresh(project)
+        except RuntimeError as exc:  # StaleSbom, or uv export failed
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        (project / LOCK_SBOM).write_bytes(data)
         print(f"wrote {project / LOCK_SBOM}", file=sys.stderr)
         return 0
     env_epoch = os.environ.get("SOURCE_DATE_EPOCH")

@@ -95,16 +95,20 @@ def probe_target(image: str) -> Target:
          image, "-c", _PROBE],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    data = json.loads(out)
-    return Target(markers=data["markers"], glibc=data["glibc"])
+    return _target(out)
 
 
 def current_target() -> Target:
     """This interpreter's marker environment, by the same probe (the Nix image's SBOM uses it)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True
-    ).stdout
-    data = json.loads(out)
+    return _target(
+        subprocess.run(
+            [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True
+        ).stdout
+    )
+
+
+def _target(probe_output: str) -> Target:
+    data = json.loads(probe_output)
     return Target(markers=data["markers"], glibc=data["glibc"])
 
 
