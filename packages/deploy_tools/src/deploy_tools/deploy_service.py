@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deploy_tools.runs import CancelledRun
-from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings
+from deploy_tools.settings import AirnubSettings
 from deploy_tools.setup import Change, SetupFiles
 from deploy_tools.stack.interface import Stack, StackError
 
@@ -134,11 +134,10 @@ def _server_gone_error(api_url: str, doing: str, lost: BaseException) -> ServerG
 
 # -- import gate ---------------------------------------------------------------------------
 def gate_files(settings: AirnubSettings, *, remote: bool = False) -> list[Path]:
-    """Every project's local deployment file; with `remote`, also `deploy/prefect.yaml`."""
+    """Every project's local deployment file; with `remote`, also each one's `prefect.yaml`."""
     files = [p.local_deploy_file for p in settings.projects]
-    remote_file = settings.deploy_dir / REMOTE_DEPLOY_FILE
-    if remote and remote_file.exists():
-        files.append(remote_file)
+    if remote:
+        files += [p.remote_deploy_file for p in settings.projects if p.remote_deploy_file.is_file()]
     return files
 
 
@@ -322,9 +321,13 @@ def sweep_temp_files(
 
     total = 0
     for project in settings.projects:
-        if project.data_root.is_dir() and (
-            removed := LocalStorage(project.data_root).sweep_stale(
-                STALE_PART_SECONDS if max_age is None else max_age
+        if (
+            project.data_root is not None
+            and project.data_root.is_dir()
+            and (
+                removed := LocalStorage(project.data_root).sweep_stale(
+                    STALE_PART_SECONDS if max_age is None else max_age
+                )
             )
         ):
             total += len(removed)
@@ -387,7 +390,8 @@ def deploy_local(
     """
     if not settings.projects:
         raise DeployError(
-            "no projects in [tool.airnub.projects] of pyproject.toml: nothing to deploy"
+            "no project in the workspace (a member under packages/ with a [tool.airnub.project] "
+            "table in its pyproject.toml): nothing to deploy"
         )
     check_entrypoints(gate_files(settings), reporter)
 
@@ -412,4 +416,5 @@ def deploy_local(
             raise DeployError(f"{exc}; the stack is up (`airnub stack down` stops it)") from None
 
     demos = run_demos(settings, stack, reporter, timeout=timeout) if demo else []
-    return DeployResult(stack.ui_url, {p.name: p.data_root for p in settings.projects}, demos)
+    outputs = {p.name: p.data_root for p in settings.projects if p.data_root is not None}
+    return DeployResult(stack.ui_url, outputs, demos)

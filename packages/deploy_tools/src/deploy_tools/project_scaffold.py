@@ -1,10 +1,11 @@
-"""`airnub new project <name>`: a flows package and its deploy files, registered in the workspace.
+"""`airnub new project <name>` and `airnub remove project <name>`: a project is a folder.
 
-Renders the Jinja2 templates under `deploy_tools/templates/project/` (file and folder names
-are templates too), then registers the package: the root `pyproject.toml` (dependency, uv
-source, `[[tool.airnub.projects]]` entry, ruff/mypy/coverage lists), `hatch.toml` (explicit
-workspace member lists) and `uv.lock` (through `uv lock`). Every check runs before anything
-is written; if `uv lock` fails, every file is put back as it was.
+A project is a workspace member under `packages/` that says so in its own `pyproject.toml`
+(`[tool.airnub.project]`), plus its setup files under `deploy/projects/<name>/`. Creating one
+renders a template (`deploy_tools/templates/<template>/`; file and folder names are templates
+too) and runs `uv lock`; removing one deletes those two folders and runs `uv lock` again. No
+other file is edited: the workspace, Hatch, ruff, mypy, the image and Nix find members by glob.
+Every check runs before anything is written; if `uv lock` fails, every file is put back.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import tomlkit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-TEMPLATES = Path(__file__).parent / "templates" / "project"
+from deploy_tools.settings import ProjectFileError, ProjectSettings, discover_projects
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE_NAMES = ("pipeline", "flow")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-REGISTRY_FILES = ("pyproject.toml", "hatch.toml", "uv.lock")
+LOCK_FILE = "uv.lock"
 
 
 class ScaffoldError(ValueError):
-    """The project cannot be created; the message says why. Nothing was written."""
+    """The project cannot be created or removed; the message says why. Nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,19 @@ class NewProject:
 
     @property
     def package(self) -> str:
-        """The flows package's import name."""
+        """The flows package's import name (and its folder under `packages/`)."""
         return f"flows_{self.name}"
 
-    @property
-    def distribution(self) -> str:
-        """The flows package's distribution name."""
-        return f"airnub-flows-{self.context['dist']}"
+    def folders(self, root: Path) -> tuple[Path, Path]:
+        """The two folders that are the whole project."""
+        return root / "packages" / self.package, root / "deploy" / "projects" / self.name
+
+
+def _projects(root: Path) -> list[ProjectSettings]:
+    try:
+        return [ProjectSettings.model_validate(p).resolved(root) for p in discover_projects(root)]
+    except ProjectFileError as exc:
+        raise ScaffoldError(str(exc)) from None
 
 
 def check_name(name: str, root: Path) -> NewProject:
@@ -70,25 +78,28 @@ def check_name(name: str, root: Path) -> NewProject:
             "31 characters (letters, digits, '_'; a letter first), e.g. 'beta' or 'sales_eu'"
         )
     project = NewProject(name)
-    pyproject = tomlkit.parse((root / "pyproject.toml").read_text())
-    known = [p.get("name") for p in _table(pyproject, "tool", "airnub").get("projects", [])]
-    if name in known:
-        raise ScaffoldError(f"a project named {name!r} exists already ([[tool.airnub.projects]])")
-    for taken in (root / "packages" / project.package, root / "deploy" / "projects" / name):
+    for known in _projects(root):
+        if known.name == name:
+            raise ScaffoldError(
+                f"a project named {name!r} exists already "
+                f"({known.member_dir.relative_to(root)}/pyproject.toml)"
+            )
+    for taken in project.folders(root):
         if taken.exists():
             raise ScaffoldError(f"{taken.relative_to(root)} exists already: choose another name")
     return project
 
 
-def check_clean(root: Path) -> None:
-    """Refuse when the files the scaffold edits have uncommitted changes.
+def check_clean(root: Path, paths: tuple[str, ...] = ("packages", "deploy", LOCK_FILE)) -> None:
+    """Refuse when `paths` have uncommitted changes, so the change can be reviewed (and undone)
+    on its own.
 
     Raises:
         ScaffoldError: naming the changed files (or saying git is missing).
     """
     try:
         done = subprocess.run(
-            ["git", "status", "--porcelain", "--", *REGISTRY_FILES, "packages", "deploy"],
+            ["git", "status", "--porcelain", "--", *paths],
             cwd=root,
             capture_output=True,
             text=True,
@@ -103,122 +114,115 @@ def check_clean(root: Path) -> None:
         shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
         raise ScaffoldError(
             f"the target has uncommitted changes ({shown}): commit or stash them first, "
-            "so the scaffold's own changes can be reviewed (and undone) on their own"
+            "so this change can be reviewed (and undone) on its own"
         )
 
 
-def render(project: NewProject) -> dict[Path, str]:
-    """Every file of the new project, relative to the checkout, rendered in memory."""
+def render(project: NewProject, template: str = "pipeline") -> dict[Path, str]:
+    """Every file of the new project, relative to the checkout, rendered in memory.
+
+    Raises:
+        ScaffoldError: no such template.
+    """
+    if template not in TEMPLATE_NAMES:
+        raise ScaffoldError(f"no template {template!r} (known: {', '.join(TEMPLATE_NAMES)})")
+    folder = TEMPLATES / template
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(folder),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - Python, TOML and YAML, not HTML
     )
     files: dict[Path, str] = {}
-    for template in sorted(TEMPLATES.rglob("*.j2")):
-        relative = template.relative_to(TEMPLATES).as_posix()
+    for source in sorted(folder.rglob("*.j2")):
+        relative = source.relative_to(folder).as_posix()
         target = env.from_string(relative.removesuffix(".j2")).render(project.context)
         files[Path(target)] = env.get_template(relative).render(project.context)
     return files
 
 
-def _table(doc: Any, *keys: str) -> Any:
-    for key in keys:
-        doc = doc.setdefault(key, tomlkit.table())
-    return doc
-
-
-def _append(array: Any, value: str) -> None:
-    if value not in array:
-        array.append(value)
-
-
-def register_pyproject(text: str, project: NewProject) -> str:
-    """The root pyproject.toml with the new package added everywhere the workspace lists one."""
-    doc = tomlkit.parse(text)
-    _append(doc["project"]["dependencies"], project.distribution)
-    source = tomlkit.inline_table()
-    source["workspace"] = True
-    _table(doc, "tool", "uv", "sources")[project.distribution] = source
-    entry = tomlkit.table()
-    ctx = project.context
-    entry.update(
-        {
-            "name": project.name,
-            "flows_package": project.package,
-            "env_prefix": ctx["prefix"],
-            "data_root": ctx["data_root"],
-            "demo_deployment": f"{project.name}_pipeline/local",
-            "demo_data": f"{project.package}.demo_data",
-            "deploy_dir": f"deploy/projects/{project.name}",
-        }
-    )
-    airnub = _table(doc, "tool", "airnub")
-    if "projects" not in airnub:
-        airnub["projects"] = tomlkit.aot()
-    airnub["projects"].append(entry)
-    tool = doc["tool"]
-    if "ruff" in tool:
-        _append(
-            _table(tool, "ruff", "lint", "isort").setdefault("known-first-party", []),
-            project.package,
-        )
-    if "mypy" in tool:
-        _append(tool["mypy"].setdefault("mypy_path", []), f"packages/{project.package}/src")
-        _append(tool["mypy"].setdefault("packages", []), project.package)
-    if "coverage" in tool:
-        _append(_table(tool, "coverage", "run").setdefault("source_pkgs", []), project.package)
-    return tomlkit.dumps(doc)
-
-
-def register_hatch(text: str, project: NewProject) -> str:
-    """hatch.toml with the package in every explicit `workspace.members` list."""
-    doc = tomlkit.parse(text)
-    member = f"packages/{project.package}"
-    for env in doc.get("envs", {}).values():
-        members = env.get("workspace", {}).get("members")
-        if members is None:
-            continue
-        paths = [m if isinstance(m, str) else m.get("path") for m in members]
-        if member not in paths and "packages/*" not in paths:
-            members.append(member)
-    return tomlkit.dumps(doc)
-
-
-def create_project(root: Path, name: str, *, lock: bool = True) -> list[Path]:
-    """Scaffold and register project `name` in the checkout at `root`; the paths written.
+def create_project(
+    root: Path, name: str, *, template: str = "pipeline", lock: bool = True
+) -> list[Path]:
+    """Scaffold project `name` from `template` in the checkout at `root`; the paths written.
 
     Raises:
-        ScaffoldError: an invalid or taken name, a dirty target, or a failed `uv lock`
-            (then every file is as it was before).
+        ScaffoldError: an invalid or taken name, an unknown template, a dirty target, or a
+            failed `uv lock` (then every file is as it was before).
     """
     project = check_name(name, root)
+    files = render(project, template)
     check_clean(root)
-    files = render(project)
-    before = {f: (root / f).read_bytes() for f in REGISTRY_FILES if (root / f).is_file()}
-    created_dirs = [root / "packages" / project.package, root / "deploy" / "projects" / name]
+    lock_before = _read(root / LOCK_FILE)
     try:
         for relative, body in files.items():
             target = root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(body)
-        (root / "pyproject.toml").write_text(
-            register_pyproject((root / "pyproject.toml").read_text(), project)
-        )
-        if (root / "hatch.toml").is_file():
-            (root / "hatch.toml").write_text(
-                register_hatch((root / "hatch.toml").read_text(), project)
-            )
         if lock:
             _uv_lock(root)
     except BaseException:
-        for folder in created_dirs:
+        for folder in project.folders(root):
             shutil.rmtree(folder, ignore_errors=True)
-        for name, saved in before.items():
-            (root / name).write_bytes(saved)
+        _restore(root / LOCK_FILE, lock_before)
         raise
-    return [*files, *(Path(f) for f in REGISTRY_FILES if (root / f).is_file())]
+    return [*files, *([Path(LOCK_FILE)] if lock else [])]
+
+
+def find_project(root: Path, name: str) -> ProjectSettings:
+    """The project called `name` in the checkout at `root`.
+
+    Raises:
+        ScaffoldError: there is none, naming the known ones.
+    """
+    projects = _projects(root)
+    for p in projects:
+        if p.name == name:
+            return p
+    known = ", ".join(p.name for p in projects) or "none"
+    raise ScaffoldError(f"no project {name!r} in the workspace (known: {known})")
+
+
+def remove_project(root: Path, name: str, *, lock: bool = True) -> list[Path]:
+    """Delete project `name`'s package and deploy folders, then `uv lock`; the folders removed.
+
+    Raises:
+        ScaffoldError: no such project, a dirty target, a folder outside the checkout, or a
+            failed `uv lock` (then every file is as it was before).
+    """
+    project = find_project(root, name)
+    folders = [project.member_dir, project.deploy_dir]
+    for folder in folders:
+        if not folder.resolve().is_relative_to(root.resolve()) or folder.resolve() == root:
+            raise ScaffoldError(f"{folder} is not a folder of the checkout: not removed")
+    check_clean(root)
+    lock_before = _read(root / LOCK_FILE)
+    saved = {path: body for f in folders for path, body in _snapshot(f).items()}
+    try:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if lock:
+            _uv_lock(root)
+    except BaseException:
+        for path, body in saved.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+        _restore(root / LOCK_FILE, lock_before)
+        raise
+    return [f.relative_to(root) for f in folders]
+
+
+def _snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _restore(path: Path, body: bytes | None) -> None:
+    if body is not None:
+        path.write_bytes(body)
 
 
 def _uv_lock(root: Path) -> None:

@@ -1,7 +1,8 @@
 """The remote deploy use case (`airnub deploy remote`): gate → an authenticated check of the API
-→ every file validated → build → push → pools, variables, blocks → `prefect deploy --all` of
-`deploy/prefect.yaml` (whose build and push steps reuse the image just pushed) → each deployment
-read back, its image checked to be the pushed digest.
+→ every file validated → build → the same gate inside the built image → push → pools,
+variables, blocks → `prefect deploy --all` of each project's `deploy/projects/<name>/prefect.yaml`
+(whose build and push steps reuse the image just pushed) → each deployment read back, its image
+checked to be the pushed digest.
 
 Anything that fails before `prefect deploy` leaves the remote without a deployment change; the
 error says what to fix. Credentials (PREFECT_API_KEY, PREFECT_API_AUTH_STRING) are read by
@@ -33,7 +34,7 @@ class RemoteTarget:
     api_url: str
     registry: str
     image: str
-    prefect_file: str = REMOTE_DEPLOY_FILE  # under deploy/
+    prefect_file: str = REMOTE_DEPLOY_FILE  # in each project's deploy folder
 
 
 @dataclass
@@ -45,20 +46,27 @@ class RemoteResult:
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
-    """`${NAME}` values for the setup files as the flow-run containers see them."""
+    """`${NAME}` values for the setup files as the flow-run containers see them.
+
+    AIRNUB_DEMO_DATA_URL in the environment is the base of a demo-data server (as the local
+    stack's, each project's files under `/<name>/`): each project gets its own folder of it.
+    """
     env = {"AIRNUB_PROJECT_DIR": APP_DIR, "AIRNUB_LOCAL_POOL": settings.local_pool}
     if project is not None:
-        rel = project.data_root.relative_to(settings.project_dir).as_posix()
         env["AIRNUB_PROJECT"] = project.name
-        env["AIRNUB_DATA_ROOT"] = f"{APP_DIR}/{rel}"
+        if project.data_root is not None:
+            rel = project.data_root.relative_to(settings.project_dir).as_posix()
+            env["AIRNUB_DATA_ROOT"] = f"{APP_DIR}/{rel}"
+        if base := os.environ.get("AIRNUB_DEMO_DATA_URL"):
+            env["AIRNUB_DEMO_DATA_URL"] = f"{base.rstrip('/')}/{project.name}"
     return env
 
 
 def remote_setup_files(settings: AirnubSettings) -> list[SetupFiles]:
     """The shared folder (the remote's pools) and each project's variables and blocks.
 
-    The projects' local deployment files are not applied: `prefect.yaml` holds the remote ones.
-    AIRNUB_DEMO_DATA_URL (the demo sources) comes from the environment, not from a local stack.
+    The projects' local deployment files are not applied: each `prefect.yaml` holds the remote
+    ones.
     """
     groups = [SetupFiles(settings.deploy_dir, {**os.environ, **remote_apply_env(settings, None)})]
     for p in settings.projects:
@@ -105,8 +113,15 @@ def check_api(api_url: str) -> None:
         ) from None
 
 
-def load_remote_file(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -> dict[str, Any]:
-    """`deploy/<name>` (prefect.yaml), parsed and checked against the setup models.
+def remote_files(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -> dict[str, Path]:
+    """Each project's remote deployments file `name` (projects without one are left out)."""
+    return {
+        p.name: p.deploy_dir / name for p in settings.projects if (p.deploy_dir / name).is_file()
+    }
+
+
+def load_remote_file(path: Path) -> dict[str, Any]:
+    """A remote deployments file (prefect.yaml), parsed and checked against the setup models.
 
     Raises:
         DeployError: it is missing or invalid, naming the key.
@@ -116,7 +131,6 @@ def load_remote_file(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -
 
     from deploy_tools.setup.models import PrefectFile
 
-    path = settings.deploy_dir / name
     try:
         raw = yaml.safe_load(path.read_text())
         PrefectFile.model_validate(raw)
@@ -130,7 +144,7 @@ def load_remote_file(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -
 def deploy_remote(
     settings: AirnubSettings, reporter: Reporter, target: RemoteTarget, *, dry_run: bool = False
 ) -> RemoteResult:
-    """Deploy every deployment of `deploy/prefect.yaml` to `target` (see the module docstring).
+    """Deploy every project's remote deployments to `target` (see the module docstring).
 
     Raises:
         DeployError: a step failed; what was done before it is reported.
@@ -139,15 +153,20 @@ def deploy_remote(
     from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
 
     result = RemoteResult()
-    remote_file = settings.deploy_dir / target.prefect_file
-    check_entrypoints([remote_file], reporter)
+    files = remote_files(settings, target.prefect_file)
+    if not files:
+        raise DeployError(
+            f"no project has remote deployments (deploy/projects/<name>/{target.prefect_file}): "
+            "nothing to deploy"
+        )
+    check_entrypoints(list(files.values()), reporter)
 
     reporter.step_started("api", f"checking {target.api_url} with the credentials given")
     check_api(target.api_url)
     reporter.step_finished("api", f"{target.api_url} answers and accepts the credentials")
 
     reporter.step_started("files", "validating deploy/ for the remote")
-    spec = load_remote_file(settings, target.prefect_file)
+    specs = {name: load_remote_file(path) for name, path in files.items()}
     try:
         plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     except SetupFilesError as exc:
@@ -156,22 +175,32 @@ def deploy_remote(
             reporter.failure(f"  {problem}")
         raise DeployError("deploy remote stopped before building") from None
     pools = {p.name for p in plan.work_pools}
-    deployments = spec["deployments"]
-    for d in deployments:
-        pool = d["work_pool"]["name"]
-        if pool not in pools:
-            raise DeployError(
-                f"{remote_file.name}: deployment {d['name']} ({d['entrypoint']}) uses work pool "
-                f"{pool!r}, which no file under deploy/work_pools/ defines for the remote"
-            )
-    names = [f"{d['entrypoint']} ({d['name']})" for d in deployments]
+    names: dict[str, list[str]] = {}
+    for project, spec in specs.items():
+        for d in spec["deployments"]:
+            pool = d["work_pool"]["name"]
+            if pool not in pools:
+                raise DeployError(
+                    f"{_rel(files[project], settings)}: deployment {d['name']} "
+                    f"({d['entrypoint']}) uses work pool {pool!r}, which no file under "
+                    "deploy/work_pools/ defines for the remote"
+                )
+        names[project] = [f"{d['entrypoint']} ({d['name']})" for d in spec["deployments"]]
+    without = [p.name for p in settings.projects if p.name not in files]
     reporter.step_finished(
         "files",
         f"{len(plan.work_pools)} pool(s), {len(plan.variables)} variable(s), "
-        f"{len(plan.blocks)} block(s), {len(deployments)} deployment(s)",
+        f"{len(plan.blocks)} block(s), {sum(map(len, names.values()))} deployment(s) of "
+        f"{len(files)} project(s)",
     )
+    for name in without:
+        reporter.info(
+            f"project {name}: no remote deployments (no deploy/projects/{name}/"
+            f"{target.prefect_file}): not deployed"
+        )
     if dry_run:
-        reporter.info(f"would build {target.image} and push it to {target.registry}")
+        reporter.info(f"would build {target.image}, import every entrypoint in it, and push it "
+                      f"to {target.registry}")  # fmt: skip
         for p in plan.work_pools:
             reporter.info(f"would apply work pool {p.name} ({p.type})")
         for v in plan.variables:
@@ -179,12 +208,14 @@ def deploy_remote(
         for b in plan.blocks:
             note = f" (skipped: {b.skipped_because})" if b.skipped_because else ""
             reporter.info(f"would apply block {b.spec.type}/{b.spec.name}{note}")
-        for n in names:
-            reporter.info(f"would deploy {n} with the image by digest")
-        result.deployments = names
+        for project, entries in names.items():
+            for n in entries:
+                reporter.info(f"would deploy {project}: {n} with the image by digest")
+        result.deployments = [n for entries in names.values() for n in entries]
         return result
 
     from deploy_tools import remote_steps
+    from deploy_tools.image.gate import check_in_image, image_targets
 
     step = "image"
     reporter.step_started(step, f"building {target.image} (reused when up to date)")
@@ -193,10 +224,22 @@ def deploy_remote(
         reporter.step_finished(
             step, f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
         )
+        step = "gate"
+        reporter.step_started(step, f"importing every entrypoint inside {built['image']}")
+        gate_files = {name: [path] for name, path in files.items()}
+        problems = check_in_image(built["image"], image_targets(settings, gate_files))
+        if problems:
+            reporter.step_finished(step, "the image lacks what the deployments need", ok=False)
+            for line in problems:
+                reporter.failure(f"  {line}")
+            raise DeployError("nothing was pushed or deployed: rebuild the image after `uv lock`")
+        reporter.step_finished(step, "every entrypoint and demo_data module imports in the image")
         step = "push"
         reporter.step_started(step, f"pushing to {target.registry}")
         pushed = remote_steps.push_image(built["image"], target.registry)
-    except remote_steps.StepError as exc:
+    except DeployError:
+        raise
+    except RuntimeError as exc:  # a build or push step's StepError, or the gate did not run
         reporter.step_finished(step, "failed, nothing was deployed", ok=False)
         raise DeployError(str(exc)) from None
     result.image_ref = pushed["image_ref"]
@@ -211,7 +254,39 @@ def deploy_remote(
         raise DeployError("deploy remote stopped before deploying") from None
     report_changes(reporter, changes)
 
-    reporter.step_started("deploy", f"prefect deploy --all --prefect-file {remote_file}")
+    for project, path in files.items():
+        _prefect_deploy(settings, reporter, target, path, {"build": built, "push": pushed})
+        result.deployments += verify_deployments(
+            target.api_url, specs[project]["deployments"], pushed["image_ref"]
+        )
+    reporter.step_finished(
+        "deploy",
+        f"{len(result.deployments)} deployment(s) of {len(files)} project(s), "
+        f"image {result.image_ref}",
+    )
+    return result
+
+
+def _rel(path: Path, settings: AirnubSettings) -> str:
+    return path.relative_to(settings.project_dir).as_posix()
+
+
+def _prefect_deploy(
+    settings: AirnubSettings,
+    reporter: Reporter,
+    target: RemoteTarget,
+    path: Path,
+    done: dict[str, dict[str, str]],
+) -> None:
+    """`prefect deploy --all --prefect-file <path>` from the checkout; its steps reuse `done`.
+
+    Raises:
+        DeployError: Prefect failed (its last lines are reported).
+    """
+    from deploy_tools import remote_steps
+
+    shown = _rel(path, settings)
+    reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")
     prefect = Path(sys.executable).with_name("prefect")
     env = {
         **os.environ,
@@ -219,10 +294,10 @@ def deploy_remote(
         "PREFECT_CLI_PROMPT": "false",
         "AIRNUB_IMAGE": target.image,
         "AIRNUB_REGISTRY": target.registry,
-        remote_steps.DONE_ENV: json.dumps({"build": built, "push": pushed}),
+        remote_steps.DONE_ENV: json.dumps(done),
     }
     proc = subprocess.run(
-        [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(remote_file)],
+        [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
         cwd=settings.project_dir,
         env=env,
         capture_output=True,
@@ -230,15 +305,11 @@ def deploy_remote(
         check=False,
     )
     if proc.returncode != 0:
-        reporter.step_finished("deploy", f"prefect deploy failed ({proc.returncode})", ok=False)
+        reporter.step_finished("deploy", f"prefect deploy of {shown} failed ({proc.returncode})",
+                               ok=False)  # fmt: skip
         for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]:
             reporter.failure(f"  {line}")
         raise DeployError("fix the error above and run `deploy remote` again")
-    result.deployments = verify_deployments(target.api_url, deployments, pushed["image_ref"])
-    reporter.step_finished(
-        "deploy", f"{len(result.deployments)} deployment(s), image {result.image_ref}"
-    )
-    return result
 
 
 def verify_deployments(api_url: str, entries: list[dict[str, Any]], image_ref: str) -> list[str]:

@@ -1,16 +1,15 @@
 """The one settings object of deploy_tools: `AIRNUB_*` environment over `[tool.airnub]`.
 
-Everything project-specific lives in the root `pyproject.toml` (the project folder), so a second
-flows package is added by a table entry and its own files under `deploy/`, not by editing code:
+The root `pyproject.toml`'s `[tool.airnub]` table holds only what every project shares (the
+local pool, the worker and image names, the ports). Each project describes itself in its own
+package: a uv workspace member (`[tool.uv.workspace] members`) whose `pyproject.toml` has a
+`[tool.airnub.project]` table is a project, so adding or removing one edits no shared file:
 
 ```toml
-[tool.airnub]
-local_pool = "local-process"
-
-[[tool.airnub.projects]]
+# packages/flows_alpha/pyproject.toml
+[tool.airnub.project]
 name = "alpha"
-flows_package = "flows_alpha"
-env_prefix = "ALPHA_"
+env_prefix = "ALPHA_"                     # pipeline_core settings only; sets ALPHA_DATA_ROOT
 data_root = "data/project_alpha_demo_outputs"
 demo_deployment = "alpha_pipeline/local"
 demo_data = "flows_alpha.demo_data"
@@ -24,11 +23,11 @@ table: `AIRNUB_SERVER_PORT=4300`, `AIRNUB_TELEMETRY=1`, `AIRNUB_PROJECT_DIR=/pat
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -38,6 +37,7 @@ from pydantic_settings import (
 )
 
 TABLE = ("tool", "airnub")
+PROJECT_TABLE = "[tool.airnub.project]"
 DEPLOY_DIR = "deploy"
 REMOTE_DEPLOY_FILE = "prefect.yaml"
 LOCAL_DEPLOY_FILE = "prefect.local.yaml"
@@ -52,27 +52,36 @@ class ProjectNotFoundError(RuntimeError):
     """No folder holding a `pyproject.toml` with a `[tool.airnub]` table was found."""
 
 
-class ProjectSettings(BaseModel):
-    """One `[[tool.airnub.projects]]` entry: a flows package and what the local stack needs of it.
+class ProjectFileError(ValueError):
+    """A member's `[tool.airnub.project]` table is invalid; the message names the file and key."""
 
-    Relative paths are resolved against the project folder (`AirnubSettings.project_dir`).
+
+class ProjectSettings(BaseModel):
+    """A project: a workspace member whose `pyproject.toml` has a `[tool.airnub.project]` table.
+
+    `member_dir`, `distribution` and (by default) `flows_package` come from the member itself;
+    relative paths are resolved against the checkout (`AirnubSettings.project_dir`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short name, e.g. `alpha`.")
+    member_dir: Path = Field(default=Path(), description="Its package folder (set by discovery).")
+    distribution: str = Field(default="", description="Its distribution name (`[project] name`).")
     flows_package: str = Field(
         pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$",
-        description="Import name of the flows package, e.g. `flows_alpha`.",
+        description="Import name of its package (default: the wheel's package, else the folder).",
     )
-    env_prefix: str = Field(
+    env_prefix: str | None = Field(
+        default=None,
         pattern=r"^[A-Z][A-Z0-9_]*_$",
-        description="Prefix of the pipeline settings, e.g. `ALPHA_`; the worker sets "
-        "`<prefix>DATA_ROOT`.",
+        description="Prefix of its `pipeline_core` settings, e.g. `ALPHA_`; the stack then sets "
+        "`<prefix>DATA_ROOT`. Unset for a project that does not use `pipeline_core` settings.",
     )
-    data_root: Path = Field(
-        default=Path(),
-        description="Where the local stack's runs write outputs (default `data/<name>`).",
+    data_root: Path | None = Field(
+        default=None,
+        description="Where the local stack's runs write outputs (with `env_prefix` only; "
+        "default `data/<name>`).",
     )
     demo_deployment: str | None = Field(
         default=None,
@@ -86,31 +95,115 @@ class ProjectSettings(BaseModel):
     )
     deploy_dir: Path = Field(
         default=Path(),
-        description="Its setup files: `prefect.local.yaml`, `variables/`, `blocks/` "
-        "(default `deploy/projects/<name>`).",
+        description="Its setup files: `prefect.local.yaml`, `prefect.yaml`, `variables/`, "
+        "`blocks/` (default `deploy/projects/<name>`).",
     )
 
+    @model_validator(mode="after")
+    def _data_root_needs_prefix(self) -> Self:
+        if self.data_root is not None and self.env_prefix is None:
+            raise ValueError("data_root is read through env_prefix (<prefix>DATA_ROOT): set both")
+        return self
+
     @property
-    def data_root_env(self) -> str:
-        """The environment variable its pipelines read the data root from, e.g. `ALPHA_DATA_ROOT`."""
-        return f"{self.env_prefix}DATA_ROOT"
+    def data_root_env(self) -> str | None:
+        """The variable its pipelines read the data root from (`ALPHA_DATA_ROOT`), if any."""
+        return f"{self.env_prefix}DATA_ROOT" if self.env_prefix else None
 
     @property
     def local_deploy_file(self) -> Path:
         """Its deployments on the local stack."""
         return self.deploy_dir / LOCAL_DEPLOY_FILE
 
+    @property
+    def remote_deploy_file(self) -> Path:
+        """Its deployments on a remote server (`deploy:remote`; plain `prefect deploy`)."""
+        return self.deploy_dir / REMOTE_DEPLOY_FILE
+
     def resolved(self, root: Path) -> ProjectSettings:
         """A copy with defaults filled in and paths made absolute under `root`."""
-        data_root = self.data_root if self.data_root != Path() else Path("data") / self.name
+        data_root = None
+        if self.env_prefix is not None:
+            data_root = root / (self.data_root or Path("data") / self.name)
         deploy_dir = (
             self.deploy_dir
             if self.deploy_dir != Path()
             else Path(DEPLOY_DIR, "projects", self.name)
         )
         return self.model_copy(
-            update={"data_root": root / data_root, "deploy_dir": root / deploy_dir}
+            update={
+                "data_root": data_root,
+                "deploy_dir": root / deploy_dir,
+                "member_dir": root / self.member_dir,
+            }
         )
+
+
+def workspace_members(root: Path) -> Iterator[Path]:
+    """The uv workspace members of the checkout at `root` (`[tool.uv.workspace]`), sorted.
+
+    Example:
+        >>> [m.name for m in workspace_members(Path("."))]  # doctest: +SKIP
+        ['deploy_tools', 'flows_alpha', 'pipeline_core']
+    """
+    doc = tomllib.loads((root / "pyproject.toml").read_text())
+    workspace = doc.get("tool", {}).get("uv", {}).get("workspace", {})
+    excluded = {p for g in workspace.get("exclude", []) for p in root.glob(g)}
+    found = {p for g in workspace.get("members", []) for p in root.glob(g)}
+    for member in sorted(found - excluded):
+        if (member / "pyproject.toml").is_file():
+            yield member
+
+
+def _member_project(root: Path, member: Path) -> dict[str, Any] | None:
+    """The `[tool.airnub.project]` table of `member`, with what the member itself says."""
+    where = f"{member.relative_to(root).as_posix()}/pyproject.toml"
+    try:
+        doc = tomllib.loads((member / "pyproject.toml").read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectFileError(f"{where}: not valid TOML: {exc}") from None
+    table = doc.get("tool", {}).get("airnub", {}).get("project")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ProjectFileError(f"{where}: {PROJECT_TABLE} must be a table")
+    packages = doc.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {})
+    wheel = packages.get("wheel", {}).get("packages") or []
+    default_package = Path(wheel[0]).name if wheel else member.name
+    values = {
+        "flows_package": default_package,
+        **table,
+        "member_dir": member.relative_to(root),
+        "distribution": str(doc.get("project", {}).get("name", "")),
+    }
+    try:
+        return ProjectSettings.model_validate(values).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(x) for x in e['loc']) or '-'}: {e['msg']}" for e in exc.errors()]
+        raise ProjectFileError(f"{where} {PROJECT_TABLE}: " + "; ".join(lines)) from None
+
+
+def discover_projects(root: Path) -> list[dict[str, Any]]:
+    """Every workspace member that declares itself a project, in folder order.
+
+    Raises:
+        ProjectFileError: an invalid table, or two members claiming one name (naming both).
+    """
+    projects: list[dict[str, Any]] = []
+    owner: dict[str, Path] = {}
+    for member in workspace_members(root):
+        project = _member_project(root, member)
+        if project is None:
+            continue
+        name = project["name"]
+        if name in owner:
+            raise ProjectFileError(
+                f"project name {name!r} is claimed by both {owner[name].name} and {member.name} "
+                f"({PROJECT_TABLE} name)"
+            )
+        owner[name] = member
+        projects.append(project)
+    return projects
 
 
 def _has_table(pyproject: Path) -> bool:
@@ -166,7 +259,8 @@ class AirnubSettings(BaseSettings):
         description="The checkout: holds pyproject.toml, deploy/, and gets .local/ and data/.",
     )
     projects: list[ProjectSettings] = Field(
-        default_factory=list, description="Every flows package the local stack deploys."
+        default_factory=list,
+        description="Every project: the workspace members with a [tool.airnub.project] table.",
     )
     local_pool: str = Field(
         default="local-process",
@@ -222,7 +316,12 @@ class AirnubSettings(BaseSettings):
         explicit = init_settings().get("project_dir") or env_settings().get("project_dir")
         root = find_project_dir(explicit)
         table = PyprojectTomlConfigSettingsSource(settings_cls, root / "pyproject.toml")
-        found = _Fixed(settings_cls, {"project_dir": root})
+        if "projects" in table():
+            raise ProjectFileError(
+                f"{root / 'pyproject.toml'}: [[tool.airnub.projects]] is no longer read: each "
+                f"project says who it is in its own package's pyproject.toml ({PROJECT_TABLE})"
+            )
+        found = _Fixed(settings_cls, {"project_dir": root, "projects": discover_projects(root)})
         # The checkout's `.env` (git-ignored; the compose stack reads it too): AIRNUB_* lines only.
         dotenv = _AirnubDotEnv(settings_cls, env_file=root / ".env")
         return init_settings, found, env_settings, dotenv, table
@@ -265,7 +364,7 @@ class AirnubSettings(BaseSettings):
         for p in self.projects:
             if p.name == name:
                 return p
-        raise KeyError(f"no project {name!r} in [tool.airnub.projects] (known: {self.names()})")
+        raise KeyError(f"no project {name!r} in the workspace (known: {self.names()})")
 
     def names(self) -> str:
         """The projects' names, comma-separated (for messages)."""
@@ -300,6 +399,7 @@ def load_settings(project_dir: Path | str | None = None) -> AirnubSettings:
 
     Raises:
         ProjectNotFoundError: no project folder.
+        ProjectFileError: a member's `[tool.airnub.project]` table is invalid.
         pydantic.ValidationError: an invalid value, naming the key.
     """
     if project_dir is None:

@@ -25,6 +25,7 @@ _GROUPS = [
     ("image", "image", "Build and verify the reproducible worker image."),
     ("deploy", "deploy", "One-command deploys: local and remote."),
     ("new", "new", "Scaffold a new project (flows package + deploy files)."),
+    ("remove", "remove", "Remove a project that `new` made (its two folders)."),
 ]
 
 for _module, _name, _help in _GROUPS:

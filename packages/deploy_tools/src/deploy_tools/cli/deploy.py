@@ -51,7 +51,7 @@ def local(
         raise fail(str(exc)) from None
     finally:
         reporter.close()
-    width = max(len(name) for name in result.outputs) + len("Outputs ")
+    width = max((len(name) for name in result.outputs), default=2) + len("Outputs ")
     console.print(f"\n[bold]{'Prefect UI':<{width}}[/bold]  {result.ui_url}")
     for name, folder in result.outputs.items():
         console.print(f"[bold]{'Outputs ' + name:<{width}}[/bold]  {folder}", soft_wrap=True)

@@ -34,11 +34,11 @@ def settings() -> AirnubSettings:
     """The settings of the current project folder, or exit with a clear message."""
     from pydantic import ValidationError
 
-    from deploy_tools.settings import ProjectNotFoundError, load_settings
+    from deploy_tools.settings import ProjectFileError, ProjectNotFoundError, load_settings
 
     try:
         return load_settings()
-    except ProjectNotFoundError as exc:
+    except (ProjectNotFoundError, ProjectFileError) as exc:
         raise fail(str(exc)) from None
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]

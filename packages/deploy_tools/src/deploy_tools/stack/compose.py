@@ -92,11 +92,12 @@ class ComposeStack(LoopbackUrls):
         return self.settings.project_dir / "data"
 
     def container_data_root(self, project: ProjectSettings) -> str:
-        """`project`'s data root as the worker sees it.
+        """`project`'s data root as the worker sees it (a project with one).
 
         Raises:
             StackError: it is not under the checkout's `data/` (nothing else is mounted).
         """
+        assert project.data_root is not None, project.name
         try:
             rel = project.data_root.relative_to(self.data_dir)
         except ValueError:
@@ -112,7 +113,8 @@ class ComposeStack(LoopbackUrls):
         env = {"AIRNUB_PROJECT_DIR": APP_DIR, "AIRNUB_LOCAL_POOL": self.settings.local_pool}
         if project is not None:
             env["AIRNUB_PROJECT"] = project.name
-            env["AIRNUB_DATA_ROOT"] = self.container_data_root(project)
+            if project.data_root is not None:
+                env["AIRNUB_DATA_ROOT"] = self.container_data_root(project)
             env["AIRNUB_DEMO_DATA_URL"] = f"http://demo-data:{DATA_PORT}/{project.name}"
         return env
 
@@ -190,7 +192,11 @@ class ComposeStack(LoopbackUrls):
             ),
             **server_settings.postgres_env(),
         }
-        roots = {p.data_root_env: self.container_data_root(p) for p in s.projects}
+        roots = {
+            p.data_root_env: self.container_data_root(p)
+            for p in s.projects
+            if p.data_root_env and p.data_root is not None
+        }
         worker = server_settings.worker_env(
             api_url=f"http://{SERVICES['server']}:{SERVER_PORT}/api",
             data_roots=roots,
@@ -206,7 +212,8 @@ class ComposeStack(LoopbackUrls):
         files stay readable (and removable) by us.
         """
         for p in self.settings.projects:
-            p.data_root.mkdir(parents=True, exist_ok=True)
+            if p.data_root is not None:
+                p.data_root.mkdir(parents=True, exist_ok=True)
         uid = os.getuid()
         for folder, _dirs, _files in os.walk(self.data_dir):
             st = os.stat(folder)
@@ -231,6 +238,25 @@ class ComposeStack(LoopbackUrls):
         except RuntimeError as exc:
             raise StackError(f"the worker image did not build: {exc}") from None
         self.note(f"built {result.ref} in {result.seconds:.0f} s")
+
+    def check_image(self) -> None:
+        """Import every project's entrypoints and demo_data module inside the worker image.
+
+        Raises:
+            StackError: one line per project module the image lacks; nothing was started.
+        """
+        from deploy_tools.image.gate import check_in_image, image_targets
+
+        try:
+            problems = check_in_image(self.settings.image, image_targets(self.settings))
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
+        if problems:
+            raise StackError(
+                "the worker image lacks what the deployments need (nothing was started):\n"
+                + "\n".join(f"  {line}" for line in problems)
+                + "\nrebuild it with `airnub deploy local --build` after `uv lock`"
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
     def running(self) -> dict[str, dict[str, str]]:
@@ -259,6 +285,7 @@ class ComposeStack(LoopbackUrls):
             if p.demo_data:
                 demo_data_folder(p.demo_data)
         self.ensure_image()
+        self.check_image()
         self.ensure_password()
         self.write_env_files()
         self.prepare_data_dirs()

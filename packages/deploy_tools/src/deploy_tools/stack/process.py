@@ -66,7 +66,8 @@ class ProcessStack(LoopbackUrls):
         }
         if project is not None:
             env["AIRNUB_PROJECT"] = project.name
-            env["AIRNUB_DATA_ROOT"] = str(project.data_root)
+            if project.data_root is not None:
+                env["AIRNUB_DATA_ROOT"] = str(project.data_root)
             env["AIRNUB_DEMO_DATA_URL"] = f"{self.data_url}/{project.name}"
         return env
 
@@ -155,7 +156,11 @@ class ProcessStack(LoopbackUrls):
         """
         if self.worker.pid() is not None:
             return
-        roots = {p.data_root_env: p.data_root for p in self.settings.projects}
+        roots = {
+            p.data_root_env: p.data_root
+            for p in self.settings.projects
+            if p.data_root_env and p.data_root is not None
+        }
         for root in roots.values():
             root.mkdir(parents=True, exist_ok=True)
         env = {
