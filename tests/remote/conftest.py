@@ -175,7 +175,7 @@ def checkout(
         **compose_images(),
         AIRNUB_IMAGE=TEST_IMAGE,
         AIRNUB_REGISTRY=registry.address,
-        AIRNUB_DEMO_DATA_URL=f"{demo_data}/alpha",
+        AIRNUB_DEMO_DATA_URL=demo_data,  # each project's sources under /<project>/
         BUILDX_NO_DEFAULT_ATTESTATIONS="1",
         COLUMNS="200",
     )

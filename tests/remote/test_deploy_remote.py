@@ -20,7 +20,7 @@ from tests.stack.test_local_stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
 
-VOLUME = "airnub-alpha-data"  # the named volume deploy/prefect.yaml mounts at /app/data
+VOLUME = "airnub-alpha-data"  # the named volume alpha's prefect.yaml mounts at /app/data
 
 
 def nothing_deployed(remote: Remote) -> None:
@@ -91,7 +91,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(checkout: Copy, remote: Rem
     done = checkout.airnub("deploy", "remote", "--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "would apply work pool airnub-docker (docker)" in done.stdout
-    assert "would deploy flows_alpha.pipeline:alpha_pipeline (docker)" in done.stdout
+    assert "would deploy alpha: flows_alpha.pipeline:alpha_pipeline (docker)" in done.stdout
     assert "local-process" not in done.stdout  # a local-only pool
     nothing_deployed(remote)
     assert remote.api("POST", "/work_pools/filter", {}) == []
@@ -194,7 +194,7 @@ def test_plain_prefect_deploy_creates_the_same_deployments(
     assert shape() == []
     pushes = registry.pushes()
     done = checkout.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all",
-                        "--prefect-file", "deploy/prefect.yaml")  # fmt: skip
+                        "--prefect-file", "deploy/projects/alpha/prefect.yaml")  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert shape() == before
     assert registry.pushes() == pushes + 1  # without airnub the push step pushes
@@ -204,7 +204,7 @@ def test_plain_prefect_deploy_creates_the_same_deployments(
 def test_the_kubernetes_variant_deploys_the_same_digest(
     deployed: str, checkout: Copy, remote: Remote
 ) -> None:
-    done = checkout.airnub("deploy", "remote", "--prefect-file", "deploy/prefect.k8s.yaml")
+    done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.k8s.yaml")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     deps = [d for d in remote.api("POST", "/deployments/filter", {}) if d["name"] == "kubernetes"]
     assert len(deps) == 3
@@ -271,7 +271,7 @@ def test_outputs_go_to_an_s3_bucket_through_the_storage_block(
 def test_the_s3_code_storage_variant_runs_to_completed(
     deployed: str, docker_worker: None, checkout: Copy, remote: Remote, s3: S3
 ) -> None:
-    done = checkout.airnub("deploy", "remote", "--prefect-file", "deploy/prefect.s3.yaml", **s3.env)
+    done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.s3.yaml", **s3.env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     code = S3(s3.endpoint, "alpha-code", s3.env).keys()
     assert "airnub-prefect-starter/packages/flows_alpha/src/flows_alpha/pipeline.py" in code

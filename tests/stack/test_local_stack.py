@@ -2,7 +2,8 @@
 
 One stack (random free ports, a temp project holding a copy of deploy/ and of the root
 pyproject.toml with its [tool.airnub] table, plus a second project added the way a user adds
-one: a table entry and its own deploy/projects/second/) is shared by the tests of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
+one: a workspace member whose pyproject.toml has a [tool.airnub.project] table, and its own
+deploy/projects/second/) is shared by the tests of this module, which run in order: deploy, re-apply, invalid file, 1,000 tasks, down/up.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     fixtures = Path(__file__).parent / "fixture_flows"
     shutil.copytree(fixtures, project / "fixture_flows")
     second = fixtures / "second_project"
-    with (project / "pyproject.toml").open("a") as table:
-        table.write((second / "table.toml").read_text())
+    (project / "packages" / "second_fixture").mkdir()
+    shutil.copy(second / "pyproject.toml", project / "packages" / "second_fixture")
     shutil.copytree(
         second, project / "deploy" / "projects" / "second", ignore=shutil.ignore_patterns("*.toml")
     )

@@ -76,7 +76,8 @@ def remote(
     prefect_file: str = typer.Option(
         "prefect.yaml",
         "--prefect-file",
-        help="The deployments file under deploy/ (prefect.yaml: Docker pool; prefect.k8s.yaml).",
+        help="Each project's deployments file in deploy/projects/<name>/ (prefect.yaml: the "
+        "Docker pool; prefect.k8s.yaml: Kubernetes).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
 ) -> None:
