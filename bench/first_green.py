@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from deploy_tools import server_settings
+from deploy_tools.settings import workspace_members
 from deploy_tools.stack.processes import ManagedProcess
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 
@@ -87,6 +88,9 @@ def airnub_first_green(work: Path) -> float:
     """Seconds for `airnub deploy local --mode process` in a fresh project (then stack down)."""
     shutil.copytree(REPO / "deploy", work / "deploy")
     shutil.copy(REPO / "pyproject.toml", work / "pyproject.toml")  # the [tool.airnub] table
+    for member in workspace_members(REPO):  # each project's own table
+        (work / member.relative_to(REPO)).mkdir(parents=True)
+        shutil.copy(member / "pyproject.toml", work / member.relative_to(REPO) / "pyproject.toml")
     ports = ("--server-port", str(free_port()), "--data-port", str(free_port()))
     return _time_deploy(work, _env(), "process", *ports)
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from deploy_tools.server_settings import telemetry_env
+from deploy_tools.settings import workspace_members
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +62,14 @@ def git_copy(dest: Path) -> Path:
     run(["git", *ident, "commit", "-qm", "copy"], dest,
         GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)  # fmt: skip
     return dest
+
+
+def copy_project(dest: Path) -> None:
+    """What `airnub` needs of this checkout in `dest`: deploy/, the [tool.airnub] table, and each
+    workspace member's pyproject.toml (the projects' own tables; their code is installed in
+    this env)."""
+    shutil.copytree(REPO / "deploy", dest / "deploy")
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+    for member in workspace_members(REPO):
+        (dest / member.relative_to(REPO)).mkdir(parents=True)
+        shutil.copy(member / "pyproject.toml", dest / member.relative_to(REPO) / "pyproject.toml")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import pytest
 import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from tests.checkout import copy_project
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -53,8 +54,7 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """A copy of the repo's deploy/ and [tool.airnub] table (the project folder)."""
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    copy_project(tmp_path)
     return tmp_path
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.checkout import copy_project
+
 pytestmark = pytest.mark.stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,12 +75,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def copy_project(dest: Path) -> None:
-    """What `airnub` needs of a checkout: deploy/ and the [tool.airnub] table."""
-    shutil.copytree(REPO / "deploy", dest / "deploy")
-    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
 
 
 def airnub(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

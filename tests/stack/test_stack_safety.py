@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.checkout import copy_project
 from tests.stack.test_local_stack import free_port, post_json
 
 pytestmark = pytest.mark.stack
@@ -119,8 +120,7 @@ def _wait_for(what: str, check: Any, timeout: float = 120) -> Any:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     root = tmp_path_factory.mktemp("safety")
-    shutil.copytree(REPO / "deploy", root / "deploy")
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    copy_project(root)
     shutil.copytree(Path(__file__).parent / "fixture_flows", root / "fixture_flows")
     shutil.copy(root / "fixture_flows" / "sleeper.yaml", root / "deploy")
     p = Project(root, free_port(), free_port())
