@@ -217,7 +217,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
 
             # 5. A deployment run with such a URL: the server checks the published
             # parameter schema and refuses to create the run; a clean URL is accepted.
-            deployment = await client.read_deployment_by_name("ingest/local")
+            deployment = await client.read_deployment_by_name("alpha_ingest/local")
             assert deployment.enforce_parameter_schema
             with pytest.raises(PrefectHTTPStatusError) as info:
                 await client.create_flow_run_from_deployment(

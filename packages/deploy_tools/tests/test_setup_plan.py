@@ -79,7 +79,11 @@ def test_repo_files_are_valid(checkout: Path) -> None:
     plan = plan_of(checkout)
     assert [p.name for p in plan.work_pools] == ["local-process"]
     assert {d.spec.work_pool.name for d in plan.deployments} == {"local-process"}
-    assert {d.flow.name for d in plan.deployments} == {"ingest", "process", "alpha_pipeline"}
+    assert {d.flow.name for d in plan.deployments} == {
+        "alpha_ingest",
+        "alpha_process",
+        "alpha_pipeline",
+    }
     assert all(d.spec.schedules == [] for d in plan.deployments)
     assert all(d.pull_steps for d in plan.deployments)
     skipped = {b.spec.name: b.skipped_because for b in plan.blocks}
