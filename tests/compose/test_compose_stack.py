@@ -183,7 +183,7 @@ def test_the_ui_url_printed_works_in_a_real_browser(compose_stack: Checkout) -> 
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{ui.group(1)}/deployments", wait_until="networkidle")
             # A wrong PREFECT_UI_API_URL shows "Can't connect to Server API" and no deployments.
-            for name in ("alpha_pipeline", "ingest", "process"):
+            for name in ("alpha_pipeline", "alpha_ingest", "alpha_process"):
                 page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "compose-ui-deployments.png"))
             page.goto(f"{ui.group(1)}/runs", wait_until="networkidle")
@@ -277,7 +277,7 @@ def test_a_worker_killed_mid_ingest_leaves_a_consistent_store(compose_stack: Che
     ]
     up = compose_stack.compose("up", "--detach", "--wait", "slow-data")
     assert up.returncode == 0, up.stderr
-    killed_run = start_run(compose_stack, "ingest/local", {"sources": sources})
+    killed_run = start_run(compose_stack, "alpha_ingest/local", {"sources": sources})
     deadline = time.monotonic() + 120
     while not list((root / "raw").rglob("*.part")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -293,7 +293,7 @@ def test_a_worker_killed_mid_ingest_leaves_a_consistent_store(compose_stack: Che
     assert "its worker stopped while RUNNING" in run["state"]["message"]
     assert not list(root.rglob("*.part")), "the new worker did not sweep the dead run's temp file"
 
-    again = start_run(compose_stack, "ingest/local", {"sources": sources})
+    again = start_run(compose_stack, "alpha_ingest/local", {"sources": sources})
     run = wait_runs(compose_stack, [again], timeout=300)[again]
     assert run["state_type"] == "COMPLETED", run["state"]
     latest = json.loads((root / "manifests" / "latest.json").read_text())

@@ -62,7 +62,7 @@ def checkout(tmp_path: Path) -> Path:
 def deploy_dir(checkout: Path) -> Path:
     """Alpha's deploy folder with an `alpha_sources` that needs the token (the supported way)."""
     deploy = checkout / "deploy" / "projects" / "alpha"
-    write_sources(deploy, [guarded_source("${AIRNUB_DEMO_DATA_URL}/guarded.csv")])
+    write_sources(deploy, [guarded_source("{{ $AIRNUB_DEMO_DATA_URL }}/guarded.csv")])
     return deploy
 
 
@@ -217,7 +217,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
 
             # 5. A deployment run with such a URL: the server checks the published
             # parameter schema and refuses to create the run; a clean URL is accepted.
-            deployment = await client.read_deployment_by_name("ingest/local")
+            deployment = await client.read_deployment_by_name("alpha_ingest/local")
             assert deployment.enforce_parameter_schema
             with pytest.raises(PrefectHTTPStatusError) as info:
                 await client.create_flow_run_from_deployment(
@@ -234,7 +234,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
         # before anything reaches Prefect: the Variable keeps its value.
         write_sources(deploy_dir, [guarded_source(leaky_url, name="leaky")])
         assert not await setup_apply(deploy_dir, env)
-        write_sources(deploy_dir, [guarded_source("${AIRNUB_DEMO_DATA_URL}/guarded.csv")])
+        write_sources(deploy_dir, [guarded_source("{{ $AIRNUB_DEMO_DATA_URL }}/guarded.csv")])
         local = deploy_dir / "prefect.local.yaml"
         doc = yaml.safe_load(local.read_text())
         doc["deployments"][0]["parameters"] = {"sources": [{"name": "x", "url": leaky_url}]}

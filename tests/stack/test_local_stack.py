@@ -197,7 +197,7 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
 
     runs = stack.post("/flow_runs/filter")
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
-    assert {"alpha_pipeline", "ingest", "process", "second_demo"} <= {
+    assert {"alpha_pipeline", "alpha_ingest", "alpha_process", "second_demo"} <= {
         f["name"]
         for f in stack.post(
             "/flows/filter", {"flows": {"id": {"any_": [r["flow_id"] for r in runs]}}}

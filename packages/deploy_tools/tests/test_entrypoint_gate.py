@@ -43,7 +43,7 @@ def test_every_broken_entrypoint_is_listed(tmp_path: Path, monkeypatch: pytest.M
     assert "dumps/not-a-flow: json:dumps: json:dumps is a function, not a Prefect flow" in out
     assert "f/import-error: raises_on_import.py:f:" in out
     assert "boom at import" in out
-    assert "ingest/good" not in out
+    assert "alpha_ingest/good" not in out
 
 
 def test_a_broken_deployment_is_named_flow_slash_deployment(
@@ -61,6 +61,39 @@ def test_a_broken_deployment_is_named_flow_slash_deployment(
     result = CliRunner().invoke(app, ["check", "entrypoints", "deploy/prefect.local.yaml"])
     assert result.exit_code == 1
     out = result.output
+    # a flow that does not import is named after its function, or its `flow_name` key
     assert "broken deploy/prefect.local.yaml: process/local: flows_alpha.gone:process:" in out
     assert "broken deploy/prefect.local.yaml: alpha_pipeline/local: flows_alpha.gone:main:" in out
     assert "ingest/local" not in out
+
+
+def test_deployments_are_named_by_the_flow_they_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaded flow's name, not the function's: two functions whose flows are both called
+    `alpha_ingest` would be one deployment on the server, the second overwriting the first."""
+    from deploy_tools.setup.entrypoints import _flow_name, load_flow
+
+    (tmp_path / "other.py").write_text(
+        "from prefect import flow\n\n@flow(name='alpha_ingest')\ndef fetch():\n    pass\n"
+    )
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "prefect.local.yaml").write_text(
+        "deployments:\n"
+        "  - {name: local, entrypoint: 'flows_alpha.ingest:ingest'}\n"
+        "  - {name: local, flow_name: ignored, entrypoint: 'other.py:fetch'}\n"
+        "  - {name: local, entrypoint: 'flows_alpha.process:process'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    ingest = load_flow("flows_alpha.ingest:ingest")
+    assert _flow_name({"flow_name": "ignored"}, "flows_alpha.ingest:ingest", ingest) == (
+        "alpha_ingest"
+    )
+    assert _flow_name({}, "flows_alpha.gone:ingest") == "ingest"
+    result = CliRunner().invoke(app, ["check", "entrypoints", "deploy/prefect.local.yaml"])
+    assert result.exit_code == 1
+    assert (
+        "broken deploy/prefect.local.yaml: alpha_ingest/local: other.py:fetch: alpha_ingest/local "
+        "is also the deployment of flows_alpha.ingest:ingest"
+    ) in " ".join(result.output.split())
+    assert "1 of 3 entrypoints are broken" in result.output

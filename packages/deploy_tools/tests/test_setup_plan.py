@@ -79,7 +79,11 @@ def test_repo_files_are_valid(checkout: Path) -> None:
     plan = plan_of(checkout)
     assert [p.name for p in plan.work_pools] == ["local-process"]
     assert {d.spec.work_pool.name for d in plan.deployments} == {"local-process"}
-    assert {d.flow.name for d in plan.deployments} == {"ingest", "process", "alpha_pipeline"}
+    assert {d.flow.name for d in plan.deployments} == {
+        "alpha_ingest",
+        "alpha_process",
+        "alpha_pipeline",
+    }
     assert all(d.spec.schedules == [] for d in plan.deployments)
     assert all(d.pull_steps for d in plan.deployments)
     skipped = {b.spec.name: b.skipped_because for b in plan.blocks}
@@ -129,6 +133,78 @@ def test_missing_placeholder_names_the_variable(checkout: Path) -> None:
         "variables/alpha_sources.yaml: value[0].url: environment variable AIRNUB_DEMO_DATA_URL"
         in text
     )
+
+
+def test_files_use_prefect_templating_and_refuse_what_it_does_not_fill(
+    checkout: Path, deploy_dir: Path, alpha_dir: Path
+) -> None:
+    """`{{ $NAME }}` only; a leftover `${NAME}`, an unquoted placeholder and a placeholder that
+    setup apply cannot fill are problems naming their file and key; pull steps keep Prefect's
+    other placeholders for the worker (as `prefect deploy` does)."""
+    for path in [*deploy_dir.rglob("*.yaml"), *deploy_dir.rglob("*.yml")]:
+        if path.name == "compose.yaml":  # docker compose's own file and syntax
+            continue
+        body = "".join(
+            ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")
+        )
+        assert "${" not in body, path
+    (alpha_dir / "variables" / "old.yaml").write_text("name: old\nvalue: '${AIRNUB_DATA_ROOT}/x'\n")
+    (alpha_dir / "variables" / "bare.yaml").write_text(
+        "name: bare\nvalue: {{ $AIRNUB_DATA_ROOT }}\n"
+    )
+    (alpha_dir / "variables" / "ref.yaml").write_text(
+        "name: ref\nvalue: '{{ prefect.variables.alpha_sources }}'\n"
+    )
+    text = "\n".join(problems(checkout))
+    assert (
+        "variables/old.yaml: value: ${AIRNUB_DATA_ROOT} is not substituted: write Prefect's "
+        "{{ $NAME }} instead"
+    ) in text
+    assert "variables/bare.yaml: not valid YAML (a value holding {{ $NAME }} must be quoted" in text
+    assert (
+        "variables/ref.yaml: value: {{ prefect.variables.alpha_sources }}: setup apply resolves "
+        "only environment variables here"
+    ) in text
+
+
+def test_pull_steps_keep_placeholders_the_worker_resolves(checkout: Path, alpha_dir: Path) -> None:
+    path = alpha_dir / "prefect.local.yaml"
+    path.write_text(
+        path.read_text().replace(
+            '      directory: "{{ $AIRNUB_PROJECT_DIR }}"\n',
+            '      id: cwd\n      directory: "{{ $AIRNUB_PROJECT_DIR }}"\n'
+            "  - prefect.deployments.steps.run_shell_script:\n"
+            '      script: "echo {{ cwd.directory }} {{ prefect.blocks.secret.alpha-source-token }}"\n',
+        )
+    )
+    plan = plan_of(checkout)
+    root = str(checkout.resolve())
+    assert plan.deployments[0].pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"id": "cwd", "directory": root}},
+        {
+            "prefect.deployments.steps.run_shell_script": {
+                "script": "echo {{ cwd.directory }} {{ prefect.blocks.secret.alpha-source-token }}"
+            }
+        },
+    ]
+
+
+def test_block_defaults_are_in_data_and_optional_env_wins(checkout: Path) -> None:
+    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+
+    def data(extra: dict[str, str], drop: tuple[str, ...] = ()) -> dict[str, object]:
+        plan = plan_of(checkout, {**env, **extra}, drop=drop)
+        creds, bucket = (
+            next(b for b in plan.blocks if b.spec.name == n)
+            for n in ("alpha-s3-credentials", "alpha-s3")
+        )
+        return {**creds.data, **bucket.data}
+
+    defaults = data({}, drop=("AWS_REGION", "AIRNUB_S3_FOLDER"))
+    assert (defaults["region_name"], defaults["bucket_folder"]) == ("us-east-1", "alpha")
+    chosen = data({"AWS_REGION": "eu-west-1", "AIRNUB_S3_FOLDER": "f"})
+    assert (chosen["region_name"], chosen["bucket_folder"]) == ("eu-west-1", "f")
+    assert data({"AWS_REGION": ""})["region_name"] == "us-east-1"  # empty = unset, as `${X:-d}`
 
 
 def test_missing_secret_env_names_it_and_never_shows_a_value(checkout: Path) -> None:
@@ -209,10 +285,10 @@ def _add_beta(checkout: Path, alpha_dir: Path) -> Path:
     (beta / "variables").mkdir(parents=True)
     (beta / "blocks").mkdir()
     (beta / "variables" / "beta_sources.yaml").write_text(
-        "name: beta_sources\nvalue: [{name: cities, url: '${AIRNUB_DEMO_DATA_URL}/cities.csv'}]\n"
+        "name: beta_sources\nvalue: [{name: cities, url: '{{ $AIRNUB_DEMO_DATA_URL }}/cities.csv'}]\n"
     )
     (beta / "blocks" / "beta-local-storage.yaml").write_text(
-        "type: local-file-system\nname: beta-local-storage\ndata: {basepath: '${AIRNUB_DATA_ROOT}'}\n"
+        "type: local-file-system\nname: beta-local-storage\ndata: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
     )
     (beta / "prefect.local.yaml").write_text(
         (alpha_dir / "prefect.local.yaml").read_text().replace("name: local", "name: beta-local")
@@ -264,7 +340,9 @@ def test_url_with_userinfo_in_a_variable_is_refused_without_showing_it(
 ) -> None:
     path = alpha_dir / "variables" / "alpha_sources.yaml"
     path.write_text(
-        path.read_text().replace("${AIRNUB_DEMO_DATA_URL}/stations", "https://me:pw-SECRET@h/s", 1)
+        path.read_text().replace(
+            "{{ $AIRNUB_DEMO_DATA_URL }}/stations", "https://me:pw-SECRET@h/s", 1
+        )
     )
     (alpha_dir / "variables" / "other.yaml").write_text(
         "name: other\nvalue: {mirror: 'https://pw-SECRET@h/'}\n"

@@ -1,4 +1,4 @@
-"""The `process` flow against a real temporary Prefect server (the session `prefect_harness`)."""
+"""The `alpha_process` flow against a real temporary Prefect server (the session `prefect_harness`)."""
 
 from __future__ import annotations
 
@@ -176,4 +176,4 @@ def test_process_module_imports_without_a_server() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert out.stdout.strip() == "process"
+    assert out.stdout.strip() == "alpha_process"

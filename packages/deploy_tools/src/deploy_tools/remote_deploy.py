@@ -46,7 +46,7 @@ class RemoteResult:
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
-    """`${NAME}` values for the setup files as the flow-run containers see them.
+    """`{{ $NAME }}` values for the setup files as the flow-run containers see them.
 
     AIRNUB_DEMO_DATA_URL in the environment is the base of a demo-data server (as the local
     stack's, each project's files under `/<name>/`): each project gets its own folder of it.

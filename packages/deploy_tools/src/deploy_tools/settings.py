@@ -265,7 +265,7 @@ class AirnubSettings(BaseSettings):
     local_pool: str = Field(
         default="local-process",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="The one process work pool of the local stack (`${AIRNUB_LOCAL_POOL}` in "
+        description="The one process work pool of the local stack (`{{ $AIRNUB_LOCAL_POOL }}` in "
         "setup files).",
     )
     worker_name: str = Field(default="airnub-local", description="Name of the process worker.")

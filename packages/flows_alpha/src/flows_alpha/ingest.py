@@ -1,4 +1,4 @@
-"""The `ingest` flow: download every configured source into content-addressed storage."""
+"""The `alpha_ingest` flow (function `ingest`): download every configured source into content-addressed storage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pipeline_core.integrations.prefect import SourcesParam, ingest_run, sources
 from pipeline_core.manifest import Manifest
 
 
-@sources_flow("ingest")
+@sources_flow("alpha_ingest")
 async def ingest(sources: SourcesParam = None) -> State[Manifest]:
     """Download every source (the parameter, else the `alpha_sources` Variable).
 

@@ -1,4 +1,4 @@
-"""The `process` flow: validate and normalise what the latest ingest stored."""
+"""The `alpha_process` flow (function `process`): validate and normalise what the latest ingest stored."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pipeline_core.processing import ProcessSummary
 ARTIFACT_KEY = PROJECT.artifact_key("process-summary")
 
 
-@sources_flow("process")
+@sources_flow("alpha_process")
 async def process(sources: SourcesParam = None) -> State[ProcessSummary]:
     """Parse, validate and normalise every source the latest manifest has a stored copy of.
 

@@ -190,7 +190,8 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
         "work_pool_name": spec.work_pool.name,
         "job_variables": spec.work_pool.job_variables,
         "pull_steps": dep.pull_steps,
-        "parameter_openapi_schema": dep.flow.parameters.model_dump_for_openapi(),
+        # as `prefect deploy` stores it (RunnerDeployment), so both make the same deployment
+        "parameter_openapi_schema": dep.flow.parameters.model_dump(exclude_unset=True),
         "enforce_parameter_schema": spec.enforce_parameter_schema,
         "version": spec.version,
     }

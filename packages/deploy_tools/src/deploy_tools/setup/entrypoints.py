@@ -15,7 +15,7 @@ class EntrypointProblem:
     """An entrypoint that does not load as a Prefect flow."""
 
     file: Path
-    deployment: str  # `flow/deployment`, as Prefect names it (e.g. `ingest/local`)
+    deployment: str  # `flow/deployment`, as Prefect names it (e.g. `alpha_ingest/local`)
     entrypoint: str
     error: str
 
@@ -41,17 +41,23 @@ def load_flow(entrypoint: str) -> Any:
     return obj
 
 
-def _flow_name(dep: dict[str, Any], entrypoint: str) -> str:
-    """The flow part of `flow/deployment` for a deployment whose flow may not even import.
+def _flow_name(dep: dict[str, Any], entrypoint: str, flow: Any = None) -> str:
+    """The flow part of `flow/deployment`, as Prefect names the deployment.
 
-    Its `flow_name` key when set, else the entrypoint's function name (the flows of this
-    repository are named after their function, e.g. `flows_alpha.ingest:ingest` → `ingest`).
+    The loaded flow's name when it imports (`flows_alpha.ingest:ingest` → `alpha_ingest`);
+    for one that does not, its `flow_name` key when set, else the entrypoint's function name.
     """
+    if flow is not None:
+        return str(flow.name)
     return str(dep.get("flow_name") or entrypoint.rpartition(":")[2] or "?")
 
 
 def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
-    """Import each deployment's entrypoint in `files`; return (how many checked, problems)."""
+    """Import each deployment's entrypoint in `files`; return (how many checked, problems).
+
+    Two deployments of one file with the same `flow/deployment` name are a problem too: the
+    second would overwrite the first on the server.
+    """
     problems: list[EntrypointProblem] = []
     checked = 0
     for file in files:
@@ -60,14 +66,24 @@ def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
         except (OSError, yaml.YAMLError) as exc:
             problems.append(EntrypointProblem(file, "-", "-", f"cannot read: {exc}"))
             continue
+        seen: dict[str, str] = {}
         for i, dep in enumerate(doc.get("deployments") or []):
             entrypoint = str(dep.get("entrypoint", ""))
-            name = f"{_flow_name(dep, entrypoint)}/{dep.get('name', f'deployments[{i}]')}"
             checked += 1
+            flow, error = None, None
             try:
-                load_flow(entrypoint)
+                flow = load_flow(entrypoint)
             except ValueError as exc:
-                problems.append(EntrypointProblem(file, name, entrypoint, str(exc)))
+                error = str(exc)
+            name = f"{_flow_name(dep, entrypoint, flow)}/{dep.get('name', f'deployments[{i}]')}"
+            if error is not None:
+                problems.append(EntrypointProblem(file, name, entrypoint, error))
+            elif name in seen:
+                problems.append(EntrypointProblem(
+                    file, name, entrypoint, f"{name} is also the deployment of {seen[name]}"
+                ))  # fmt: skip
+            else:
+                seen[name] = entrypoint
     # Imports of user modules may have been cached half-initialised; nothing else relies on them.
     sys.modules.pop("__prefect_loader__", None)
     return checked, problems

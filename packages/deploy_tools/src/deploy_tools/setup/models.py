@@ -50,9 +50,12 @@ class VariableFile(_Strict):
 class BlockFile(_Strict):
     """`deploy/projects/<project>/blocks/<name>.yaml`: a block document.
 
-    `secret_env` maps a field to the environment variable holding its value (read at apply
-    time only); `optional_env` sets a (dotted) field only when its variable is set. `block_refs` maps a field to another block, `<type-slug>/<name>`. The file is
-    skipped unless every variable in `when_env` is set.
+    `data` may use `{{ $NAME }}` (resolved only when the block is applied). `secret_env` maps a
+    field to the environment variable holding its value (read at apply time only);
+    `optional_env` sets a (dotted) field only when its variable is set and not empty, over
+    `data`'s value: a default is written in `data` (`region_name: us-east-1` and
+    `optional_env: {region_name: AWS_REGION}`). `block_refs` maps a field to another block,
+    `<type-slug>/<name>`. The file is skipped unless every variable in `when_env` is set.
     """
 
     type: str = Field(pattern=r"^[a-z0-9-]+$", description="block type slug")
@@ -64,7 +67,8 @@ class BlockFile(_Strict):
     optional_env: dict[str, str] = Field(
         default_factory=dict,
         description="`field.sub: ENV`: set from ENV at apply time when it is set, else left "
-        "out (e.g. an S3 endpoint for an S3-compatible server). Not for secrets.",
+        "as `data` has it, or out (e.g. an S3 endpoint for an S3-compatible server; a default "
+        "region in `data`). Not for secrets.",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from deploy_tools.interpolation import MissingEnvError, interpolate
 from deploy_tools.setup.entrypoints import load_flow
 from deploy_tools.setup.models import (
     BlockFile,
@@ -27,8 +27,15 @@ from deploy_tools.setup.models import (
     WorkPoolFile,
 )
 from deploy_tools.setup.pools import base_job_template
+from deploy_tools.setup.templating import render, template_problems
 
 M = TypeVar("M", bound=BaseModel)
+# The key paths of pull steps, a file's or a deployment's own.
+_PULL_KEY = re.compile(r"(deployments\[\d+\]\.)?pull(\[|$)")
+
+
+def _is_pull(key: str) -> bool:
+    return _PULL_KEY.match(key) is not None
 
 
 class SetupFilesError(ValueError):
@@ -92,23 +99,36 @@ def _read(
     where: str,
     problems: list[str],
     *,
-    interpolate_keys: tuple[str, ...],
+    template_keys: tuple[str, ...],
 ) -> M | None:
+    """`path` read, its `{{ $NAME }}` placeholders under `template_keys` resolved, validated.
+
+    In pull steps, Prefect placeholders other than `{{ $NAME }}` are kept (as `prefect deploy`
+    keeps them): the worker resolves them when a flow run starts.
+    """
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        problems.append(f"{where}: not valid YAML: {exc}")
+        hint = ""
+        if isinstance(exc, yaml.YAMLError) and "{{" in path.read_text():
+            hint = ' (a value holding {{ $NAME }} must be quoted: key: "{{ $NAME }}")'
+        problems.append(f"{where}: not valid YAML{hint}: {exc}")
         return None
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
         return None
-    try:
-        for key in interpolate_keys:
-            if key in raw:
-                raw[key] = interpolate(raw[key], env, key)
-    except MissingEnvError as exc:
-        problems.append(f"{where}: {exc}")
+    found = [
+        f"{where}: {p}"
+        for key in template_keys
+        if key in raw
+        for p in template_problems(raw[key], env, key, keep_others=_is_pull)
+    ]
+    if found:
+        problems.extend(found)
         return None
+    for key in template_keys:
+        if key in raw:
+            raw[key] = render(raw[key], env)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -196,11 +216,12 @@ def _plan_block(
             f"{where}: type: unknown block type {spec.type!r} (is its collection installed?)"
         )
         return PlannedBlock(file, spec)
-    try:  # only now: a skipped block may use variables that are not set
-        data = interpolate(spec.data, env, "data")
-    except MissingEnvError as exc:
-        problems.append(f"{where}: {exc}")
+    # only now: a skipped block may use variables that are not set
+    found = template_problems(spec.data, env, "data")
+    if found:
+        problems.extend(f"{where}: {p}" for p in found)
         return PlannedBlock(file, spec)
+    data: dict[str, Any] = render(spec.data, env)
     for key, var in spec.secret_env.items():
         if key in data:
             problems.append(
@@ -244,7 +265,7 @@ def _plan_block(
 def _plan_deployments(
     file: Path, where: str, env: Mapping[str, str], problems: list[str]
 ) -> list[PlannedDeployment]:
-    doc = _read(file, PrefectFile, env, where, problems, interpolate_keys=("pull", "deployments"))
+    doc = _read(file, PrefectFile, env, where, problems, template_keys=("pull", "deployments"))
     if doc is None:
         return []
     planned = []
@@ -287,7 +308,7 @@ def _with_template_file(
 
 @dataclass(frozen=True)
 class SetupFiles:
-    """One folder of setup files, read with one set of `${NAME}` values.
+    """One folder of setup files, read with one set of `{{ $NAME }}` values.
 
     `folder` may hold `work_pools/`, `variables/` and `blocks/` (each optional);
     `deployments` are deployment files (prefect.yaml format). Each project has its own folder
@@ -317,7 +338,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
         for path in sorted((group.folder / "work_pools").glob("*.yaml")):
             where = _rel(path, base)
             pool = _read(
-                path, WorkPoolFile, env, where, problems, interpolate_keys=("name", "job_variables")
+                path, WorkPoolFile, env, where, problems, template_keys=("name", "job_variables")
             )
             if pool and isinstance(pool.base_job_template, str):
                 pool = _with_template_file(pool, path, where, problems)
@@ -332,7 +353,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
 
         for path in sorted((group.folder / "variables").glob("*.yaml")):
             where = _rel(path, base)
-            var = _read(path, VariableFile, env, where, problems, interpolate_keys=("value",))
+            var = _read(path, VariableFile, env, where, problems, template_keys=("value",))
             if var:
                 _plan_variable(var, where, problems)
                 plan.variables.append(var)
@@ -340,7 +361,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
 
         for path in sorted((group.folder / "blocks").glob("*.yaml")):
             where = _rel(path, base)
-            spec = _read(path, BlockFile, env, where, problems, interpolate_keys=())
+            spec = _read(path, BlockFile, env, where, problems, template_keys=())
             if spec:
                 block_problems: list[str] = []
                 plan.blocks.append(_plan_block(spec, path, where, env, block_problems))

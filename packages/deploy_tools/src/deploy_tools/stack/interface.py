@@ -60,7 +60,7 @@ class Stack(Protocol):
         ...
 
     def apply_env(self, project: ProjectSettings | None = None) -> dict[str, str]:
-        """`${NAME}` values for the setup files: shared ones, plus `project`'s own when given."""
+        """`{{ $NAME }}` values for the setup files: shared ones, plus `project`'s own when given."""
         ...
 
     def start_worker(self) -> None:
