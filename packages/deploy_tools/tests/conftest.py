@@ -32,14 +32,15 @@ def _forget_fixture_modules() -> None:
 def make_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[str], Path]]:
-    """`make_checkout(folder)`: a copy of the fixture checkout at `tmp_path/folder`, its members'
-    sources on `sys.path`, and no `AIRNUB_*` setting of the caller's environment."""
+    """`make_checkout(folder)`: a copy of the fixture checkout at `tmp_path/folder` (`"."`:
+    `tmp_path` itself), its members' sources on `sys.path`, and no `AIRNUB_*` setting of the
+    caller's environment."""
     for name in [k for k in os.environ if k.startswith("AIRNUB_")]:
         monkeypatch.delenv(name)
 
     def make(folder: str = "checkout") -> Path:
-        root = tmp_path / folder
-        shutil.copytree(FIXTURE, root)
+        root = (tmp_path / folder).resolve()
+        shutil.copytree(FIXTURE, root, dirs_exist_ok=True)
         for src in sorted(root.glob("packages/*/src")):
             monkeypatch.syspath_prepend(str(src))
         _forget_fixture_modules()
