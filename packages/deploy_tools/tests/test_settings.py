@@ -51,11 +51,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "pyproject.toml").write_text(ROOT)
     member(
         tmp_path,
-        "flows_alpha",
+        "pkg_alpha",
         'name = "alpha"\nenv_prefix = "ALPHA_"\ndemo_deployment = "alpha_pipeline/local"\n',
         package="alpha_pkg",
     )
-    member(tmp_path, "flows_beta", 'name = "beta"\nenv_prefix = "BETA_"\ndata_root = "/abs/beta"\n')
+    member(tmp_path, "pkg_beta", 'name = "beta"\nenv_prefix = "BETA_"\ndata_root = "/abs/beta"\n')
     member(tmp_path, "library", None)
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     return tmp_path
@@ -90,28 +90,28 @@ def test_the_fixture_checkout_describes_its_two_projects(checkout: Path) -> None
 
 
 def test_projects_are_the_members_with_a_table_in_folder_order(project: Path) -> None:
-    assert [m.name for m in workspace_members(project)] == ["flows_alpha", "flows_beta", "library"]
+    assert [m.name for m in workspace_members(project)] == ["library", "pkg_alpha", "pkg_beta"]
     found = discover_projects(project)
     assert [p["name"] for p in found] == ["alpha", "beta"]  # `library` has no table
     alpha, beta = load_settings(project).projects
     assert alpha.flows_package == "alpha_pkg"  # the wheel's package
-    assert beta.flows_package == "flows_beta"  # else the member's folder
-    assert (alpha.distribution, beta.distribution) == ("flows-alpha", "flows-beta")
-    assert alpha.member_dir == project.resolve() / "packages" / "flows_alpha"
+    assert beta.flows_package == "pkg_beta"  # else the member's folder
+    assert (alpha.distribution, beta.distribution) == ("pkg-alpha", "pkg-beta")
+    assert alpha.member_dir == project.resolve() / "packages" / "pkg_alpha"
 
 
 def test_an_excluded_member_is_not_a_project(project: Path) -> None:
     (project / "pyproject.toml").write_text(
         ROOT.replace(
-            'members = ["packages/*"]', 'members = ["packages/*"]\nexclude = ["packages/flows_b*"]'
+            'members = ["packages/*"]', 'members = ["packages/*"]\nexclude = ["packages/pkg_b*"]'
         )
     )
-    assert [m.name for m in workspace_members(project)] == ["flows_alpha", "library"]
+    assert [m.name for m in workspace_members(project)] == ["library", "pkg_alpha"]
     assert [p.name for p in load_settings(project).projects] == ["alpha"]
 
 
 def test_a_folder_that_is_no_member_is_not_a_project(project: Path) -> None:
-    (project / "pyproject.toml").write_text(ROOT.replace('"packages/*"', '"packages/flows_a*"'))
+    (project / "pyproject.toml").write_text(ROOT.replace('"packages/*"', '"packages/pkg_a*"'))
     (project / "packages" / "loose.txt").write_text("a file, not a member")
     assert [p.name for p in load_settings(project).projects] == ["alpha"]
 
@@ -145,32 +145,30 @@ def test_project_dir_from_env(
 
 
 def test_an_invalid_table_names_the_file_and_the_key(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text(path.read_text().replace('env_prefix = "BETA_"', 'env_prefix = "beta"'))
     with pytest.raises(ProjectFileError) as info:
         load_settings(project)
     text = str(info.value)
-    assert text.startswith("packages/flows_beta/pyproject.toml [tool.airnub.project]: ")
+    assert text.startswith("packages/pkg_beta/pyproject.toml [tool.airnub.project]: ")
     assert "env_prefix: String should match pattern" in text
 
 
 def test_an_unknown_key_of_a_table_is_named(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text(path.read_text() + 'demo_deploymnet = "x/y"\n')
-    with pytest.raises(
-        ProjectFileError, match=r"flows_beta/pyproject.toml .*demo_deploymnet: Extra"
-    ):
+    with pytest.raises(ProjectFileError, match=r"pkg_beta/pyproject.toml .*demo_deploymnet: Extra"):
         load_settings(project)
 
 
 def test_a_table_that_is_no_table_or_no_toml_names_the_file(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text('[project]\nname = "b"\n[tool.airnub]\nproject = "beta"\n')
-    with pytest.raises(ProjectFileError, match=r"^packages/flows_beta/pyproject.toml: .* a table"):
+    with pytest.raises(ProjectFileError, match=r"^packages/pkg_beta/pyproject.toml: .* a table"):
         load_settings(project)
     path.write_text("[project\n")
     with pytest.raises(
-        ProjectFileError, match=r"^packages/flows_beta/pyproject.toml: not valid TOML"
+        ProjectFileError, match=r"^packages/pkg_beta/pyproject.toml: not valid TOML"
     ):
         load_settings(project)
 
@@ -182,16 +180,16 @@ def test_an_unknown_shared_key_is_named(project: Path) -> None:
 
 
 def test_two_members_claiming_one_name_name_both(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text(path.read_text().replace('name = "beta"', 'name = "alpha"'))
     with pytest.raises(ProjectFileError) as info:
         load_settings(project)
-    assert "'alpha' is claimed by both flows_alpha and flows_beta" in str(info.value)
+    assert "'alpha' is claimed by both pkg_alpha and pkg_beta" in str(info.value)
 
 
 def test_a_root_projects_list_is_refused_saying_where_projects_live(project: Path) -> None:
     (project / "pyproject.toml").write_text(
-        ROOT + '\n[[tool.airnub.projects]]\nname = "alpha"\nflows_package = "flows_alpha"\n'
+        ROOT + '\n[[tool.airnub.projects]]\nname = "alpha"\nflows_package = "pkg_alpha"\n'
     )
     with pytest.raises(ProjectFileError) as info:
         load_settings(project)
@@ -201,19 +199,19 @@ def test_a_root_projects_list_is_refused_saying_where_projects_live(project: Pat
 
 
 def test_env_prefix_is_optional_and_then_there_is_no_data_root(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text(path.read_text().replace('env_prefix = "BETA_"\ndata_root = "/abs/beta"\n', ""))
     beta = load_settings(project).project("beta")
     assert (beta.env_prefix, beta.data_root, beta.data_root_env) == (None, None, None)
 
 
 def test_a_data_root_without_env_prefix_is_refused(project: Path) -> None:
-    path = project / "packages" / "flows_beta" / "pyproject.toml"
+    path = project / "packages" / "pkg_beta" / "pyproject.toml"
     path.write_text(path.read_text().replace('env_prefix = "BETA_"\n', ""))
     with pytest.raises(ProjectFileError) as info:
         load_settings(project)
     text = str(info.value)
-    assert text.startswith("packages/flows_beta/pyproject.toml [tool.airnub.project]: ")
+    assert text.startswith("packages/pkg_beta/pyproject.toml [tool.airnub.project]: ")
     assert "data_root is read through env_prefix" in text
 
 
