@@ -184,7 +184,27 @@ def test_two_members_claiming_one_name_name_both(project: Path) -> None:
     path.write_text(path.read_text().replace('name = "beta"', 'name = "alpha"'))
     with pytest.raises(ProjectFileError) as info:
         load_settings(project)
-    assert "'alpha' is claimed by both pkg_alpha and pkg_beta" in str(info.value)
+    assert (
+        "'alpha' is claimed by both packages/pkg_alpha/pyproject.toml and "
+        "packages/pkg_beta/pyproject.toml"
+    ) in str(info.value)
+
+
+def test_two_members_of_one_folder_name_are_told_apart(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        ROOT.replace('["packages/*"]', '["packages/*", "libs/*"]')
+    )
+    other = project / "libs" / "pkg_alpha"
+    other.mkdir(parents=True)
+    (other / "pyproject.toml").write_text(
+        '[project]\nname = "libs-alpha"\n\n[tool.airnub.project]\nname = "alpha"\n'
+    )
+    with pytest.raises(ProjectFileError) as info:
+        load_settings(project)
+    assert (
+        "'alpha' is claimed by both libs/pkg_alpha/pyproject.toml and "
+        "packages/pkg_alpha/pyproject.toml"
+    ) in str(info.value)
 
 
 def test_a_root_projects_list_is_refused_saying_where_projects_live(project: Path) -> None:
