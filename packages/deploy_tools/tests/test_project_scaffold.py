@@ -333,3 +333,18 @@ def test_a_failed_lock_on_remove_puts_everything_back(
         remove_project(repo, "beta")
     assert state(repo) == before
     assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("deploy_dir", ["deploy", "deploy/projects", "packages"])
+def test_remove_refuses_a_folder_holding_what_is_not_the_project_s(
+    repo: Path, deploy_dir: str
+) -> None:
+    path = repo / "packages" / "fixture_beta" / "pyproject.toml"
+    path.write_text(path.read_text() + f'deploy_dir = "{deploy_dir}"\n')
+    commit_all(repo, "beta's deploy folder is a shared one")
+    before = state(repo)
+    with pytest.raises(
+        ScaffoldError, match=rf"^{deploy_dir} holds .*, not project beta's: nothing"
+    ):
+        remove_project(repo, "beta", lock=False)
+    assert state(repo) == before
