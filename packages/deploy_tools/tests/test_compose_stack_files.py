@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,27 +13,19 @@ from deploy_tools.settings import load_settings
 from deploy_tools.stack import ComposeStack, Ports, StackError
 from deploy_tools.stack.compose import project_name
 
-TABLE = """
-[tool.airnub]
-local_pool = "pool-x"
-
-[[tool.airnub.projects]]
-name = "alpha"
-flows_package = "flows_alpha"
-env_prefix = "ALPHA_"
-data_root = "data/alpha_out"
-"""
-
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("AIRNUB_SERVER_PORT", "AIRNUB_DATA_PORT", "AIRNUB_PROJECT_DIR",
-                 "AIRNUB_COMPOSE_FILES", "AIRNUB_IMAGE"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "My Checkout"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(TABLE)
+def checkout(make_checkout: Callable[[str], Path]) -> Path:
+    """The fixture checkout in a folder whose name has a space, its local pool `pool-x`."""
+    root = make_checkout("My Checkout")
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"local-process"', '"pool-x"'))
     return root
+
+
+def set_data_root(root: Path, data_root: str) -> None:
+    path = root / "packages" / "fixture_alpha" / "pyproject.toml"
+    path.write_text(path.read_text().replace('"data/project_alpha_outputs"', f'"{data_root}"'))
 
 
 def stack(root: Path) -> ComposeStack:
@@ -48,6 +41,7 @@ def test_the_project_name_comes_from_the_checkout_so_two_do_not_clash(tmp_path: 
 
 
 def test_apply_env_is_what_the_containers_see(checkout: Path) -> None:
+    set_data_root(checkout, "data/alpha_out")
     s = stack(checkout)
     alpha = s.apply_env(s.settings.project("alpha"))
     assert alpha == {
@@ -57,11 +51,18 @@ def test_apply_env_is_what_the_containers_see(checkout: Path) -> None:
         "AIRNUB_DATA_ROOT": "/app/data/alpha_out",
         "AIRNUB_DEMO_DATA_URL": "http://demo-data:8000/alpha",
     }
+    # beta has no data root: none is set for it
+    assert s.apply_env(s.settings.project("beta")) == {
+        "AIRNUB_PROJECT_DIR": "/app",
+        "AIRNUB_LOCAL_POOL": "pool-x",
+        "AIRNUB_PROJECT": "beta",
+        "AIRNUB_DEMO_DATA_URL": "http://demo-data:8000/beta",
+    }
     assert (s.api_url, s.ui_url) == ("http://127.0.0.1:4300/api", "http://127.0.0.1:4300")
 
 
 def test_a_data_root_outside_data_is_refused_naming_it(checkout: Path) -> None:
-    (checkout / "pyproject.toml").write_text(TABLE.replace("data/alpha_out", "elsewhere/out"))
+    set_data_root(checkout, "elsewhere/out")
     s = stack(checkout)
     with pytest.raises(
         StackError, match=r"data_root of project 'alpha' .*elsewhere/out\) is outside"
@@ -97,6 +98,7 @@ def test_a_password_is_added_to_an_env_file_without_one_and_others_kept(checkout
 
 
 def test_env_files_hold_the_shared_settings_and_no_secret(checkout: Path) -> None:
+    set_data_root(checkout, "data/alpha_out")
     s = stack(checkout)
     s.write_env_files()
     server = (checkout / ".local" / "compose" / "server.env").read_text()
@@ -107,6 +109,7 @@ def test_env_files_hold_the_shared_settings_and_no_secret(checkout: Path) -> Non
     assert "PREFECT_SERVER_API_HOST=0.0.0.0\n" in server
     assert "DATABASE_CONNECTION_URL" not in server  # compose.yaml builds it from .env
     assert "ALPHA_DATA_ROOT=/app/data/alpha_out\n" in worker
+    assert "BETA_" not in worker  # beta has no data root
     assert "PREFECT_API_URL=http://prefect-server:4200/api\n" in worker
     assert "PASSWORD" not in server + worker
 

@@ -15,12 +15,12 @@ from deploy_tools.stack.demo_data import DemoDataHandler, demo_data_folder
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(checkout: Path, tmp_path: Path) -> Iterator[str]:
     beta = tmp_path / "beta"
     (beta / "sub").mkdir(parents=True)
     (beta / "sub" / "x.csv").write_text("a\n1\n")
     (tmp_path / "secret.txt").write_text("not served")
-    folders = {"alpha": demo_data_folder("flows_alpha.demo_data"), "beta": beta}
+    folders = {"alpha": demo_data_folder("airnub_fixture_alpha.demo_data"), "beta": beta}
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(DemoDataHandler, folders=folders))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -31,10 +31,11 @@ def server(tmp_path: Path) -> Iterator[str]:
         httpd.server_close()
 
 
-def test_each_project_folder_is_served_under_its_name(server: str) -> None:
+def test_each_project_folder_is_served_under_its_name(server: str, checkout: Path) -> None:
     cities = httpx.get(f"{server}/alpha/cities.csv")
     assert cities.status_code == 200
-    assert cities.content == (demo_data_folder("flows_alpha.demo_data") / "cities.csv").read_bytes()
+    demo = checkout / "packages" / "fixture_alpha" / "src" / "airnub_fixture_alpha" / "demo_data"
+    assert cities.content == (demo / "cities.csv").read_bytes()
     assert httpx.get(f"{server}/beta/sub/x.csv").text == "a\n1\n"
     root = httpx.get(f"{server}/")
     assert (root.status_code, root.text) == (200, "alpha/\nbeta/\n")

@@ -13,8 +13,6 @@ import pytest
 from deploy_tools.settings import load_settings
 from deploy_tools.stack.mode import Mode, docker_answers, resolve_mode
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 class _UnixHTTPServer(socketserver.UnixStreamServer):
     def get_request(self):  # type: ignore[no-untyped-def]
@@ -46,10 +44,10 @@ def fake_engine(tmp_path: Path) -> Iterator[str]:
 
 
 def test_no_engine_means_process_and_says_how_to_pick_compose(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
-    settings = load_settings(REPO)  # DOCKER_HOST reaches the settings object
+    settings = load_settings(checkout)  # DOCKER_HOST reaches the settings object
     assert settings.docker_host == f"unix://{tmp_path}/absent.sock"
     assert docker_answers(settings.docker_host) is False
     notes: list[str] = []
@@ -61,10 +59,10 @@ def test_no_engine_means_process_and_says_how_to_pick_compose(
 
 
 def test_an_engine_that_answers_means_compose_and_says_how_to_pick_process(
-    fake_engine: str, monkeypatch: pytest.MonkeyPatch
+    checkout: Path, fake_engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", fake_engine)
-    settings = load_settings(REPO)
+    settings = load_settings(checkout)
     assert docker_answers(settings.docker_host) is True
     notes: list[str] = []
     assert resolve_mode(Mode.auto, settings, notes.append) is Mode.compose
@@ -75,7 +73,7 @@ def test_an_engine_that_answers_means_compose_and_says_how_to_pick_process(
 
 
 @pytest.mark.parametrize("mode", [Mode.process, Mode.compose])
-def test_an_explicit_mode_is_kept_and_says_nothing(mode: Mode) -> None:
+def test_an_explicit_mode_is_kept_and_says_nothing(checkout: Path, mode: Mode) -> None:
     notes: list[str] = []
-    assert resolve_mode(mode, load_settings(REPO), notes.append) is mode
+    assert resolve_mode(mode, load_settings(checkout), notes.append) is mode
     assert notes == []

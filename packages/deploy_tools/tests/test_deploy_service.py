@@ -5,7 +5,6 @@ What needs a real server (apply, demo runs) is covered end to end by tests/stack
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +13,6 @@ import pytest
 from deploy_tools.deploy_service import DeployError, deploy_local, gate_files
 from deploy_tools.settings import ProjectSettings, load_settings
 from deploy_tools.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -85,13 +82,6 @@ class InertStack:
         return [PartLog("worker", "/nowhere/worker.log", None)]
 
 
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
-
-
 def test_the_inert_stack_is_a_stack(checkout: Path) -> None:
     stack: Stack = InertStack(load_settings(checkout))  # mypy checks the Protocol here
     assert stack.apply_env()["AIRNUB_LOCAL_POOL"] == "local-process"
@@ -99,18 +89,19 @@ def test_the_inert_stack_is_a_stack(checkout: Path) -> None:
 
 def test_gate_files_are_every_project_file_and_remote_on_request(checkout: Path) -> None:
     settings = load_settings(checkout)
-    local = checkout.resolve() / "deploy" / "projects" / "alpha" / "prefect.local.yaml"
-    assert gate_files(settings) == [local]
-    assert gate_files(settings, remote=True) == [
-        local,
-        checkout.resolve() / "deploy" / "prefect.yaml",
-    ]
+    projects = checkout.resolve() / "deploy" / "projects"
+    local = [projects / "alpha" / "prefect.local.yaml", projects / "beta" / "prefect.local.yaml"]
+    assert gate_files(settings) == local
+    # beta has no remote prefect.yaml: only alpha's is added
+    assert gate_files(settings, remote=True) == [*local, projects / "alpha" / "prefect.yaml"]
 
 
 def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
     path = checkout / "deploy" / "projects" / "alpha" / "prefect.local.yaml"
     path.write_text(
-        path.read_text().replace("flows_alpha.process:process", "flows_alpha.gone:process")
+        path.read_text().replace(
+            "airnub_fixture_alpha.flows:alpha_process", "airnub_fixture_alpha.gone:alpha_process"
+        )
     )
     settings = load_settings(checkout)
     stack, reporter = InertStack(settings), RecordingReporter()
@@ -119,8 +110,10 @@ def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
     assert stack.asked == []
     (line,) = reporter.of("failure")
     # named flow/deployment: every project's deployments are called `local`
-    assert line.startswith(f"broken {path.resolve()}: process/local: flows_alpha.gone:process: ")
-    assert reporter.of("failed") == ["entrypoints: 1 of 3 entrypoints are broken"]
+    assert line.startswith(
+        f"broken {path.resolve()}: alpha_process/local: airnub_fixture_alpha.gone:alpha_process: "
+    )
+    assert reporter.of("failed") == ["entrypoints: 1 of 4 entrypoints are broken"]
 
 
 def test_a_stack_that_cannot_start_is_one_error(checkout: Path) -> None:
@@ -129,7 +122,7 @@ def test_a_stack_that_cannot_start_is_one_error(checkout: Path) -> None:
     reporter = RecordingReporter()
     with pytest.raises(DeployError, match=r"port 4200 on 127\.0\.0\.1 is taken"):
         deploy_local(settings, stack, reporter)
-    assert reporter.of("finished") == ["entrypoints: all 3 import as flows"]
+    assert reporter.of("finished") == ["entrypoints: all 4 import as flows"]
     assert reporter.of("failed") == ["stack: did not start"]
 
 
@@ -160,10 +153,14 @@ def test_no_file_defines_the_local_pool(checkout: Path, monkeypatch: pytest.Monk
     assert any("local pool 'other-pool'" in f for f in reporter.of("failure"))
 
 
-def test_no_projects_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("[tool.airnub]\n")
-    settings = load_settings(tmp_path)
-    with pytest.raises(DeployError, match=r"no projects in \[tool.airnub.projects\]"):
+def test_no_projects_is_a_clear_error(checkout: Path) -> None:
+    for name in ("fixture_alpha", "fixture_beta"):  # members, but no longer projects
+        path = checkout / "packages" / name / "pyproject.toml"
+        path.write_text(path.read_text().split("[tool.airnub.project]")[0])
+    settings = load_settings(checkout)
+    with pytest.raises(
+        DeployError, match=r"no project in the workspace \(a member under packages/ with a \["
+    ):
         deploy_local(settings, InertStack(settings), RecordingReporter())
 
 
@@ -218,7 +215,8 @@ def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
     checkout: Path,
 ) -> None:
     settings = load_settings(checkout)
-    (alpha,) = settings.projects
+    alpha = settings.project("alpha")  # beta has no data root: nothing to sweep there
+    assert alpha.data_root is not None
     old = [_part_file(alpha.data_root, 7200), _part_file(alpha.data_root / "raw" / "x", 7200)]
     young = _part_file(alpha.data_root / "raw" / "x", 60)
     other = alpha.data_root / "notes.part"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,20 @@ from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
 from deploy_tools.setup.pools import base_job_template
 
-REPO = Path(__file__).resolve().parents[3]
 IMAGE_REF = "127.0.0.1:5000/airnub-worker@sha256:" + "ab" * 32
 
 
 @pytest.fixture
 def k8s(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The pool's template as setup apply sends it, and the deployments' job variables."""
-    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN", "AIRNUB_PROJECT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com/alpha")
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    settings = load_settings(tmp_path)
+    """The pool's template as setup apply sends it, and the deployments' job variables (the
+    fixture project alpha's prefect.k8s.yaml)."""
+    monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com")
+    settings = load_settings(checkout)
     plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     (pool,) = [p for p in plan.work_pools if p.type == "kubernetes"]
-    spec = load_remote_file(settings, "prefect.k8s.yaml")
+    spec = load_remote_file(settings.project("alpha").deploy_dir / "prefect.k8s.yaml")
     jobs = []
     for d in spec["deployments"]:
         assert d["work_pool"]["name"] == pool.name
@@ -103,7 +98,7 @@ def test_the_job_manifest_runs_the_digest_non_root_with_resources(
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == 10001
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert env["ALPHA_DATA_ROOT"] == "/app/data/project_alpha_demo_outputs"
+        assert env["ALPHA_DATA_ROOT"] == "/app/data/project_alpha_outputs"
         assert not any("AUTH" in k or "KEY" in k for k in env)
     assert (
         render(template, {**jobs[0], "run_as_user": 20002})["spec"]["template"]["spec"][

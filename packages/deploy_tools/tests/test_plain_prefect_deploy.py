@@ -1,4 +1,4 @@
-"""A project's local deployment file is plain Prefect: `prefect deploy --all --prefect-file
+"""A project's local deployment file (the fixture checkout's alpha) is plain Prefect: `prefect deploy --all --prefect-file
 deploy/projects/alpha/prefect.local.yaml`, with the stack's values in the environment and the
 pool created, is accepted by a real server (the session's `prefect_harness`) and makes the
 deployments `airnub setup apply` makes from the same file."""
@@ -6,7 +6,6 @@ deployments `airnub setup apply` makes from the same file."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from deploy_tools.stack import Ports, ProcessStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-REPO = Path(__file__).resolve().parents[3]
 PREFECT = Path(sys.executable).parent / "prefect"
 LOCAL_FILE = "deploy/projects/alpha/prefect.local.yaml"
 NAMES = ("alpha_ingest/local", "alpha_process/local", "alpha_pipeline/local")
@@ -46,14 +44,10 @@ FIELDS = (
 )
 
 
-@pytest.fixture
-def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of deploy/ and the [tool.airnub] table, without the caller's optional blocks."""
-    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN", "AIRNUB_PROJECT_DIR"):
+@pytest.fixture(autouse=True)
+def _no_optional_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
 
 
 async def read(names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -99,6 +93,8 @@ async def test_prefect_deploy_accepts_the_local_file_and_makes_what_setup_apply_
         PREFECT_API_URL=str(PREFECT_API_URL.value()),
         PREFECT_HOME=str(checkout / "prefect-home"),  # not the caller's profiles
         DO_NOT_TRACK="1",
+        # the fixture's flows, as the test process imports them (conftest's sys.path)
+        PYTHONPATH=os.pathsep.join(str(p) for p in sorted(checkout.glob("packages/*/src"))),
     )
     done = subprocess.run(
         [str(PREFECT), "deploy", "--all", "--prefect-file", LOCAL_FILE],
@@ -121,7 +117,5 @@ async def test_prefect_deploy_accepts_the_local_file_and_makes_what_setup_apply_
             {"prefect.deployments.steps.set_working_directory": {"directory": root}}
         ]
     assert [d["entrypoint"] for d in deployed.values()] == [
-        "flows_alpha.ingest:ingest",
-        "flows_alpha.process:process",
-        "flows_alpha.pipeline:alpha_pipeline",
+        f"airnub_fixture_alpha.flows:{name.split('/')[0]}" for name in NAMES
     ]

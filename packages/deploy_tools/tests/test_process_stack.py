@@ -11,30 +11,13 @@ from deploy_tools.settings import load_settings
 from deploy_tools.stack import Ports, ProcessStack, StackError
 from deploy_tools.stack.demo_data import demo_data_folder
 
-TABLE = """
-[tool.airnub]
-local_pool = "pool-x"
-
-[[tool.airnub.projects]]
-name = "alpha"
-flows_package = "flows_alpha"
-env_prefix = "ALPHA_"
-demo_data = "flows_alpha.demo_data"
-
-[[tool.airnub.projects]]
-name = "beta"
-flows_package = "flows_beta"
-env_prefix = "BETA_"
-demo_data = "json"
-"""
-
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("AIRNUB_SERVER_PORT", "AIRNUB_DATA_PORT", "AIRNUB_PROJECT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "pyproject.toml").write_text(TABLE)
-    return tmp_path
+def checkout(checkout: Path) -> Path:
+    """The fixture checkout with its local pool called `pool-x`."""
+    pyproject = checkout / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"local-process"', '"pool-x"'))
+    return checkout
 
 
 def test_ports_arguments_then_settings_then_last_used_then_defaults(
@@ -58,8 +41,11 @@ def test_apply_env_is_shared_plus_each_project_own(checkout: Path) -> None:
     stack = ProcessStack(settings, Ports(1, 2))
     root = checkout.resolve()
     assert stack.apply_env() == {"AIRNUB_PROJECT_DIR": str(root), "AIRNUB_LOCAL_POOL": "pool-x"}
+    alpha = stack.apply_env(settings.project("alpha"))
+    assert alpha["AIRNUB_DATA_ROOT"] == str(root / "data" / "project_alpha_outputs")
+    assert alpha["AIRNUB_DEMO_DATA_URL"] == "http://127.0.0.1:2/alpha"
     beta = stack.apply_env(settings.project("beta"))
-    assert beta["AIRNUB_DATA_ROOT"] == str(root / "data" / "beta")
+    assert "AIRNUB_DATA_ROOT" not in beta  # no env_prefix, so no data root
     assert beta["AIRNUB_DEMO_DATA_URL"] == "http://127.0.0.1:2/beta"
     assert (stack.api_url, stack.ui_url) == ("http://127.0.0.1:1/api", "http://127.0.0.1:1")
 

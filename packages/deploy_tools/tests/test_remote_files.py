@@ -1,31 +1,32 @@
 """The remote side of deploy/ without a server: pools per target, the values the containers
-see, deploy/prefect.yaml as Prefect reads it, and the steps refusing empty inputs."""
+see, each project's prefect.yaml as Prefect reads it, and the steps refusing empty inputs."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deploy_tools import remote_steps
-from deploy_tools.remote_deploy import load_remote_file, remote_apply_env, remote_setup_files
+from deploy_tools.deploy_service import DeployError
+from deploy_tools.remote_deploy import (
+    load_remote_file,
+    remote_apply_env,
+    remote_files,
+    remote_setup_files,
+)
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN", "AIRNUB_PROJECT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com/alpha")
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
+def checkout(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fixture checkout, with a demo-data server for the remote's containers."""
+    monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com")
+    return checkout
 
 
 def test_each_target_gets_its_own_pools(checkout: Path) -> None:
@@ -38,21 +39,51 @@ def test_each_target_gets_its_own_pools(checkout: Path) -> None:
     assert remote.deployments == []  # the remote's deployments are prefect.yaml's
     assert {v.name for v in remote.variables} == {"alpha_sources"}
     (sources,) = remote.variables
+    # each project gets its own folder of the demo-data server
     assert sources.value[0]["url"] == "https://files.example.com/alpha/cities.csv"
     storage = next(b for b in remote.blocks if b.spec.name == "alpha-local-storage")
-    assert storage.data == {"basepath": "/app/data/project_alpha_demo_outputs"}
+    assert storage.data == {"basepath": "/app/data/project_alpha_outputs"}
 
 
 def test_the_containers_see_app_and_app_data(checkout: Path) -> None:
     settings = load_settings(checkout)
     env = remote_apply_env(settings, settings.project("alpha"))
     assert env["AIRNUB_PROJECT_DIR"] == "/app"
-    assert env["AIRNUB_DATA_ROOT"] == "/app/data/project_alpha_demo_outputs"
+    assert env["AIRNUB_DATA_ROOT"] == "/app/data/project_alpha_outputs"
+    assert env["AIRNUB_DEMO_DATA_URL"] == "https://files.example.com/alpha"
+    beta = remote_apply_env(settings, settings.project("beta"))
+    assert "AIRNUB_DATA_ROOT" not in beta  # beta has no data root
+    assert beta["AIRNUB_PROJECT"] == "beta"
+
+
+def test_remote_files_are_each_project_s_own_and_projects_without_one_are_left_out(
+    checkout: Path,
+) -> None:
+    settings = load_settings(checkout)
+    alpha = checkout.resolve() / "deploy" / "projects" / "alpha"
+    assert remote_files(settings) == {"alpha": alpha / "prefect.yaml"}
+    assert remote_files(settings, "prefect.k8s.yaml") == {"alpha": alpha / "prefect.k8s.yaml"}
+    assert remote_files(settings, "prefect.nope.yaml") == {}
+
+
+def test_a_missing_or_invalid_remote_file_is_named(checkout: Path) -> None:
+    missing = checkout / "deploy" / "projects" / "beta" / "prefect.yaml"
+    with pytest.raises(
+        DeployError, match=rf"^{re.escape(str(missing))} is missing: nothing to deploy$"
+    ):
+        load_remote_file(missing)
+    broken = checkout / "deploy" / "projects" / "alpha" / "prefect.yaml"
+    broken.write_text(broken.read_text().replace("    schedules: []\n", "", 1))
+    with pytest.raises(
+        DeployError, match=rf"^{re.escape(str(broken))} is invalid, nothing was deployed:\n"
+    ):
+        load_remote_file(broken)
 
 
 def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Path) -> None:
-    raw = load_remote_file(load_settings(checkout))
-    text = (checkout / "deploy" / "prefect.yaml").read_text()
+    path = checkout / "deploy" / "projects" / "alpha" / "prefect.yaml"
+    raw = load_remote_file(path)
+    text = path.read_text()
     assert "${" not in "".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
     assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote_steps.build_image"]
     assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote_steps.push_image"]
@@ -82,14 +113,14 @@ def test_steps_refuse_what_an_unset_variable_makes_of_their_inputs(call, message
 
 
 def test_the_steps_return_what_deploy_remote_built_and_pushed_for_the_same_image(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     digest = "sha256:" + "a" * 64
     build = {"image": "airnub-worker:done", "digest": digest, "built": "yes"}
     push = {"image": "127.0.0.1:5999/airnub-worker:done", "digest": digest,
             "image_ref": f"127.0.0.1:5999/airnub-worker@{digest}"}  # fmt: skip
     monkeypatch.setenv(remote_steps.DONE_ENV, json.dumps({"build": build, "push": push}))
-    assert remote_steps.build_image("airnub-worker:done", project=str(REPO)) == build
+    assert remote_steps.build_image("airnub-worker:done", project=str(checkout)) == build
     assert remote_steps.push_image("airnub-worker:done", "127.0.0.1:5999") == push
     assert capsys.readouterr().out.count("reusing") == 2  # nothing built, tagged or pushed
 

@@ -42,11 +42,11 @@ def test_settings_are_valid_prefect_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert s.server.api.port == 1234
 
 
-def test_telemetry_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_telemetry_is_opt_in(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from deploy_tools.settings import load_settings
 
     monkeypatch.setenv("AIRNUB_TELEMETRY", "1")
-    settings = load_settings(Path(__file__).resolve().parents[3])
+    settings = load_settings(checkout)
     assert settings.telemetry is True
     env = server_settings.server_env(
         host="127.0.0.1", port=1, database_url="x", telemetry=settings.telemetry

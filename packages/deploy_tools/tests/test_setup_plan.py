@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from deploy_tools.settings import AirnubSettings, load_settings
 from deploy_tools.setup import SetupFiles, SetupFilesError, SetupPlan, load_plan
 from deploy_tools.stack import Ports, ProcessStack
 
-REPO = Path(__file__).resolve().parents[3]
 ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 
 
@@ -25,14 +23,6 @@ def _no_s3(monkeypatch: pytest.MonkeyPatch) -> None:
         "AIRNUB_SOURCE_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    """A copy of the repo's deploy/ and [tool.airnub] table to edit."""
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
 
 
 @pytest.fixture
@@ -75,7 +65,7 @@ def problems(checkout: Path, env: dict[str, str] | None = None, **kw: object) ->
     return info.value.problems
 
 
-def test_repo_files_are_valid(checkout: Path) -> None:
+def test_the_fixture_files_are_valid(checkout: Path) -> None:
     plan = plan_of(checkout)
     assert [p.name for p in plan.work_pools] == ["local-process"]
     assert {d.spec.work_pool.name for d in plan.deployments} == {"local-process"}
@@ -83,6 +73,7 @@ def test_repo_files_are_valid(checkout: Path) -> None:
         "alpha_ingest",
         "alpha_process",
         "alpha_pipeline",
+        "beta_flow",
     }
     assert all(d.spec.schedules == [] for d in plan.deployments)
     assert all(d.pull_steps for d in plan.deployments)
@@ -93,8 +84,8 @@ def test_repo_files_are_valid(checkout: Path) -> None:
 
 
 def test_alpha_sources_file_matches_the_demo_dataset(checkout: Path) -> None:
-    """The variable file lists exactly the files the stack serves (kept in sync with flows_alpha)."""
-    from flows_alpha.demo_data import demo_data_dir, demo_sources
+    """The variable file lists exactly the files the stack serves (the fixture's demo_data)."""
+    from airnub_fixture_alpha.demo_data import demo_data_dir, demo_sources
 
     plan = plan_of(checkout)
     (var,) = [v for v in plan.variables if v.name == "alpha_sources"]
@@ -239,7 +230,10 @@ def test_secret_in_data_and_unknown_block_field_are_rejected(
 
 
 def test_deployments_need_explicit_pull_and_schedules(checkout: Path, deploy_dir: Path) -> None:
-    dep = "{name: a, entrypoint: 'flows_alpha.ingest:ingest', work_pool: {name: local-process}"
+    dep = (
+        "{name: a, entrypoint: 'airnub_fixture_alpha.flows:alpha_ingest', "
+        "work_pool: {name: local-process}"
+    )
     (deploy_dir / "no-pull.yaml").write_text(f"deployments:\n  - {dep}, schedules: []}}\n")
     (deploy_dir / "no-schedules.yaml").write_text(f"pull: []\ndeployments:\n  - {dep}}}\n")
     assert problems(checkout, extra=(deploy_dir / "no-pull.yaml",)) == [
@@ -253,11 +247,9 @@ def test_deployments_need_explicit_pull_and_schedules(checkout: Path, deploy_dir
 
 def test_broken_entrypoint_stops_the_plan(checkout: Path, alpha_dir: Path) -> None:
     path = alpha_dir / "prefect.local.yaml"
-    path.write_text(
-        path.read_text().replace("flows_alpha.process:process", "flows_alpha.process:nope")
-    )
+    path.write_text(path.read_text().replace("flows:alpha_process", "flows:nope"))
     text = "\n".join(problems(checkout))
-    assert "deployments[1] (local).entrypoint: flows_alpha.process:nope" in text
+    assert "deployments[1] (local).entrypoint: airnub_fixture_alpha.flows:nope" in text
 
 
 def test_unknown_job_variable_of_a_pool(checkout: Path, deploy_dir: Path) -> None:
@@ -268,59 +260,71 @@ def test_unknown_job_variable_of_a_pool(checkout: Path, deploy_dir: Path) -> Non
     assert "work_pools/local-process.yaml: job_variables.imagez: not a process job variable" in text
 
 
-BETA = """
-[[tool.airnub.projects]]
-name = "beta"
-flows_package = "flows_alpha"
-env_prefix = "BETA_"
-demo_data = "flows_alpha.demo_data"
-"""
-
-
-def _add_beta(checkout: Path, alpha_dir: Path) -> Path:
-    """A second project: a table entry and its own folder, nothing else edited."""
-    with (checkout / "pyproject.toml").open("a") as f:
-        f.write(BETA)
-    beta = checkout / "deploy" / "projects" / "beta"
-    (beta / "variables").mkdir(parents=True)
-    (beta / "blocks").mkdir()
-    (beta / "variables" / "beta_sources.yaml").write_text(
-        "name: beta_sources\nvalue: [{name: cities, url: '{{ $AIRNUB_DEMO_DATA_URL }}/cities.csv'}]\n"
+def _add_gamma(checkout: Path, alpha_dir: Path) -> Path:
+    """A third project: a member saying so and its own deploy folder, nothing else edited."""
+    member = checkout / "packages" / "fixture_gamma"
+    member.mkdir()
+    (member / "pyproject.toml").write_text(
+        '[project]\nname = "fixture-gamma"\n\n'
+        '[tool.airnub.project]\nname = "gamma"\nflows_package = "airnub_fixture_alpha"\n'
+        'env_prefix = "GAMMA_"\ndemo_data = "airnub_fixture_alpha.demo_data"\n'
     )
-    (beta / "blocks" / "beta-local-storage.yaml").write_text(
-        "type: local-file-system\nname: beta-local-storage\ndata: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
+    gamma = checkout / "deploy" / "projects" / "gamma"
+    (gamma / "variables").mkdir(parents=True)
+    (gamma / "blocks").mkdir()
+    (gamma / "variables" / "gamma_sources.yaml").write_text(
+        "name: gamma_sources\nvalue: [{name: cities, url: '{{ $AIRNUB_DEMO_DATA_URL }}/cities.csv'}]\n"
     )
-    (beta / "prefect.local.yaml").write_text(
-        (alpha_dir / "prefect.local.yaml").read_text().replace("name: local", "name: beta-local")
+    (gamma / "blocks" / "gamma-local-storage.yaml").write_text(
+        "type: local-file-system\nname: gamma-local-storage\n"
+        "data: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
     )
-    return beta
+    (gamma / "prefect.local.yaml").write_text(
+        (alpha_dir / "prefect.local.yaml").read_text().replace("name: local", "name: gamma-local")
+    )
+    return gamma
 
 
-def test_a_second_project_gets_its_own_values(checkout: Path, alpha_dir: Path) -> None:
-    _add_beta(checkout, alpha_dir)
+def test_another_project_gets_its_own_values(checkout: Path, alpha_dir: Path) -> None:
+    _add_gamma(checkout, alpha_dir)
     plan = plan_of(checkout)
     values = {v.name: v.value for v in plan.variables}
-    assert values["beta_sources"][0]["url"] == "http://127.0.0.1:8765/beta/cities.csv"
+    assert values["gamma_sources"][0]["url"] == "http://127.0.0.1:8765/gamma/cities.csv"
     assert values["alpha_sources"][0]["url"] == "http://127.0.0.1:8765/alpha/cities.csv"
     roots = {b.spec.name: b.data.get("basepath") for b in plan.blocks}
-    assert roots["beta-local-storage"] == str(checkout.resolve() / "data" / "beta")
+    assert roots["gamma-local-storage"] == str(checkout.resolve() / "data" / "gamma")
     assert roots["alpha-local-storage"] == str(
-        checkout.resolve() / "data" / "project_alpha_demo_outputs"
+        checkout.resolve() / "data" / "project_alpha_outputs"
     )
     names = {f"{d.flow.name}/{d.spec.name}" for d in plan.deployments}
-    assert {"alpha_pipeline/local", "alpha_pipeline/beta-local"} <= names
-    assert [p.name for p in plan.work_pools] == ["local-process"]  # one pool for both
+    assert {"alpha_pipeline/local", "alpha_pipeline/gamma-local", "beta_flow/local"} <= names
+    assert [p.name for p in plan.work_pools] == ["local-process"]  # one pool for all
+
+
+def test_a_project_without_a_data_root_gets_no_data_root_value(checkout: Path) -> None:
+    """beta has no env_prefix: a file of its that asks for AIRNUB_DATA_ROOT is refused by name."""
+    blocks = checkout / "deploy" / "projects" / "beta" / "blocks"
+    blocks.mkdir()
+    (blocks / "beta-local-storage.yaml").write_text(
+        "type: local-file-system\nname: beta-local-storage\n"
+        "data: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
+    )
+    text = "\n".join(problems(checkout))
+    assert (
+        "deploy/projects/beta/blocks/beta-local-storage.yaml: data.basepath: environment "
+        "variable AIRNUB_DATA_ROOT"
+    ) in text
 
 
 def test_a_name_defined_by_two_projects_names_both_files(checkout: Path, alpha_dir: Path) -> None:
-    beta = _add_beta(checkout, alpha_dir)
-    (beta / "variables" / "beta_sources.yaml").write_text(
-        (beta / "variables" / "beta_sources.yaml")
+    gamma = _add_gamma(checkout, alpha_dir)
+    (gamma / "variables" / "gamma_sources.yaml").write_text(
+        (gamma / "variables" / "gamma_sources.yaml")
         .read_text()
-        .replace("beta_sources", "alpha_sources")
+        .replace("gamma_sources", "alpha_sources")
     )
     assert (
-        "deploy/projects/beta/variables/beta_sources.yaml: variable 'alpha_sources' is already "
+        "deploy/projects/gamma/variables/gamma_sources.yaml: variable 'alpha_sources' is already "
         "defined in deploy/projects/alpha/variables/alpha_sources.yaml"
     ) in problems(checkout)
 

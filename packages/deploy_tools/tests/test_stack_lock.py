@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from typer.testing import CliRunner
 from deploy_tools.cli import app
 from deploy_tools.stack.lock import LockHolder, StackBusyError, StackLock, current_holder
 from deploy_tools.stack.processes import ManagedProcess
-
-REPO = Path(__file__).resolve().parents[3]
 
 # Takes the lock as "deploy local", says so, then holds it for argv[2] seconds.
 HOLDER = """
@@ -96,14 +93,11 @@ def test_processes_started_under_the_lock_do_not_keep_it(tmp_path: Path) -> None
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of what `airnub` needs of this checkout (deploy/, the [tool.airnub] table)."""
-    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    monkeypatch.chdir(tmp_path)
-    for name in ("AIRNUB_PROJECT_DIR", "AIRNUB_SERVER_PORT", "AIRNUB_DATA_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
+def checkout(make_checkout: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fixture checkout as the current folder, in the folder `holder` locks (`tmp_path`)."""
+    root = make_checkout(".")
+    monkeypatch.chdir(root)
+    return root
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from flows_alpha.demo_data import demo_data_dir, demo_sources
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestEntry
 from pipeline_core.processing import (
     SUMMARY,
@@ -31,11 +30,53 @@ from pipeline_core.sources import ColumnSpec, Source, parse_sources
 from pipeline_core.storage import LocalStorage
 from pipeline_core.validation import SchemaError, compile_schema, validate_row
 
-DEMO = parse_sources(demo_sources("http://127.0.0.1:9"))
+# pipeline_core's own small dataset (fixtures/demo/): one CSV and one JSON file with every
+# column type, a few rows deliberately invalid in each file (cities' "maybe" row only in its
+# `coastal` column).
+DEMO_DIR = Path(__file__).parent / "fixtures" / "demo"
+_SCHEMAS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
+    "cities": (
+        "cities.csv",
+        "csv",
+        {
+            "name": {"type": "str"},
+            "country": {"type": "str", "pattern": "^[A-Z]{2}$"},
+            "population": {"type": "int", "min": 0},
+            "founded": {"type": "date"},
+            "coastal": {"type": "bool"},
+        },
+    ),
+    "stations": (
+        "stations.json",
+        "json",
+        {
+            "station": {"type": "str", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
+            "date": {"type": "date"},
+            "temp_c": {"type": "float", "min": -60, "max": 60},
+            "precip_mm": {"type": "float", "min": 0},
+        },
+    ),
+    "readings": (
+        "readings.csv",
+        "csv",
+        {
+            "sensor_id": {"type": "str"},
+            "taken_at": {"type": "datetime"},
+            "value": {"type": "float", "min": 0},
+            "unit": {"type": "str", "pattern": "^kWh$"},
+        },
+    ),
+}
+DEMO = parse_sources(
+    [
+        {"name": name, "url": f"http://127.0.0.1:9/{file}", "format": fmt, "schema": schema}
+        for name, (file, fmt, schema) in _SCHEMAS.items()
+    ]
+)
 
 
 def demo_bytes(source: Source) -> bytes:
-    return (demo_data_dir() / Path(source.url.path or "").name).read_bytes()
+    return (DEMO_DIR / Path(source.url.path or "").name).read_bytes()
 
 
 # ------------------------------------------------------------ an independent oracle

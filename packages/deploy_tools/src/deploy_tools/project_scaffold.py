@@ -19,7 +19,13 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deploy_tools.settings import ProjectFileError, ProjectSettings, discover_projects
+from deploy_tools.settings import (
+    DEPLOY_DIR,
+    ProjectFileError,
+    ProjectSettings,
+    discover_projects,
+    workspace_members,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE_NAMES = ("pipeline", "flow")
@@ -187,14 +193,16 @@ def remove_project(root: Path, name: str, *, lock: bool = True) -> list[Path]:
     """Delete project `name`'s package and deploy folders, then `uv lock`; the folders removed.
 
     Raises:
-        ScaffoldError: no such project, a dirty target, a folder outside the checkout, or a
-            failed `uv lock` (then every file is as it was before).
+        ScaffoldError: no such project, a dirty target, a folder outside the checkout or
+            holding what is not the project's, or a failed `uv lock` (then every file is as it
+            was before).
     """
     project = find_project(root, name)
     folders = [project.member_dir, project.deploy_dir]
     for folder in folders:
         if not folder.resolve().is_relative_to(root.resolve()) or folder.resolve() == root:
             raise ScaffoldError(f"{folder} is not a folder of the checkout: not removed")
+    _refuse_shared(root, project, folders)
     check_clean(root)
     lock_before = _read(root / LOCK_FILE)
     saved = {path: body for f in folders for path, body in _snapshot(f).items()}
@@ -210,6 +218,29 @@ def remove_project(root: Path, name: str, *, lock: bool = True) -> list[Path]:
         _restore(root / LOCK_FILE, lock_before)
         raise
     return [f.relative_to(root) for f in folders]
+
+
+def _refuse_shared(root: Path, project: ProjectSettings, folders: list[Path]) -> None:
+    """Refuse to remove a folder that holds what is not `project`'s (a `deploy_dir` such as
+    `deploy` or `packages`): another member, another project's deploy folder, or a shared file
+    under `deploy/`.
+
+    Raises:
+        ScaffoldError: naming the folder and what it holds.
+    """
+    top = root.resolve()
+    shared = root / DEPLOY_DIR
+    kept = [m for m in workspace_members(root) if m.resolve() != project.member_dir.resolve()]
+    kept += [p.deploy_dir for p in _projects(root) if p.name != project.name]
+    kept += [p for p in sorted(shared.iterdir()) if p.name != "projects"] if shared.is_dir() else []
+    for folder in folders:
+        for other in kept:
+            if other.resolve().is_relative_to(folder.resolve()):
+                raise ScaffoldError(
+                    f"{folder.resolve().relative_to(top)} holds "
+                    f"{other.resolve().relative_to(top)}, not project {project.name}'s: nothing "
+                    "was removed"
+                )
 
 
 def _snapshot(folder: Path) -> dict[Path, bytes]:

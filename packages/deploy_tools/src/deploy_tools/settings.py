@@ -197,8 +197,11 @@ def discover_projects(root: Path) -> list[dict[str, Any]]:
             continue
         name = project["name"]
         if name in owner:
+            first, second = (
+                f"{m.relative_to(root).as_posix()}/pyproject.toml" for m in (owner[name], member)
+            )
             raise ProjectFileError(
-                f"project name {name!r} is claimed by both {owner[name].name} and {member.name} "
+                f"project name {name!r} is claimed by both {first} and {second} "
                 f"({PROJECT_TABLE} name)"
             )
         owner[name] = member
