@@ -273,7 +273,9 @@ def test_the_workspace_is_every_member_either_sbom_marks(
 
     def sbom(data: bytes) -> Callable[[list[Entry]], list[Entry]]:
         def edit(entries: list[Entry]) -> list[Entry]:
-            return [(n, k, data if n == "app/sbom.cdx.json" else d, m, u) for n, k, d, m, u in entries]
+            return [
+                (n, k, data if n == "app/sbom.cdx.json" else d, m, u) for n, k, d, m, u in entries
+            ]
 
         return edit
 

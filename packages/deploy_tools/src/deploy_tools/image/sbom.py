@@ -82,7 +82,7 @@ def installed(venv: Path) -> list[Installed]:
             if line.startswith("Tag:")
             for tag in parse_tag(line.split(":", 1)[1].strip())
         )
-        out.add(Installed(canonicalize_name(name), version, tags))
+        out.add(Installed(str(canonicalize_name(name)), version, tags))
     return sorted(out, key=lambda d: (d.name, d.version))
 
 
@@ -132,6 +132,11 @@ def _is_root(package: dict[str, Any]) -> bool:
     return "." in (source.get("editable"), source.get("virtual"))
 
 
+def _name(entry: dict[str, Any]) -> str:
+    """The PEP 503 name of a uv.lock package or dependency entry."""
+    return str(canonicalize_name(str(entry["name"])))
+
+
 def _purl(name: str, version: str) -> str:
     return f"pkg:pypi/{name}@{version}"
 
@@ -148,7 +153,7 @@ def _edges(
     extras: dict[str, set[str]] = {name: set() for name in dists}
     edges: dict[str, set[str]] = {name: set() for name in dists}
     for dep in (root or {}).get("dependencies", []):
-        if (name := canonicalize_name(dep["name"])) in dists and _applies(dep):
+        if (name := _name(dep)) in dists and _applies(dep):
             extras[name] |= set(dep.get("extra", []))
     changed = True
     while changed:
@@ -162,7 +167,7 @@ def _edges(
             for extra in sorted(extras[name]):
                 deps += optional.get(extra, [])
             for dep in deps:
-                target = canonicalize_name(dep["name"])
+                target = _name(dep)
                 if target not in dists or target == name or not _applies(dep):
                     continue
                 edges[name].add(target)
@@ -182,7 +187,7 @@ def build(dists: Iterable[Installed], lock: dict[str, Any], tool_version: str) -
     packages = {
         name: p
         for p in lock_packages
-        if (name := canonicalize_name(p["name"])) in by_name
+        if (name := _name(p)) in by_name
         and _same_version(str(p.get("version", "")), by_name[name].version)
     }
     components = []
@@ -220,14 +225,12 @@ def build(dists: Iterable[Installed], lock: dict[str, Any], tool_version: str) -
         }
     }  # fmt: skip
     if root is not None:
-        root_name, root_version = canonicalize_name(root["name"]), str(root.get("version", "0"))
+        root_name, root_version = _name(root), str(root.get("version", "0"))
         ref = f"{root_name}@{root_version}"
         metadata["component"] = {
             "type": "application", "bom-ref": ref, "name": root_name, "version": root_version
         }  # fmt: skip
-        direct = {
-            canonicalize_name(d["name"]) for d in root.get("dependencies", []) if _applies(d)
-        }
+        direct = {canonicalize_name(d["name"]) for d in root.get("dependencies", []) if _applies(d)}
         members = {n for n, p in packages.items() if _is_member(p) and not _is_root(p)}
         on = sorted(_purl(n, by_name[n].version) for n in (direct | members) if n in by_name)
         dependencies.append({"ref": ref, "dependsOn": on})
