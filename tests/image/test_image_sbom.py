@@ -43,6 +43,13 @@ def test_sbom_in_the_image_equals_the_generated_file(
         capture_output=True, check=True,
     )  # fmt: skip
     assert again.stdout == beside
+    # `hatch run image:sbom` prints the built image's file.
+    cli = subprocess.run(
+        [sys.executable, "-c", "from deploy_tools.cli import main; main()",
+         "image", "sbom", "--image", worker_image.tag],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert cli.stdout == beside
     stat = run_in_image("stat", "-c", "%u:%g %a", "/app/sbom.cdx.json")
     assert stat.stdout.split() == ["0:0", "644"], stat.stdout + stat.stderr
 

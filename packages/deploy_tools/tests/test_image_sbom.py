@@ -299,3 +299,17 @@ def test_this_venv_against_the_real_lock() -> None:
         c["name"] for c in third_party if not c.get("externalReferences")
     ]
     assert sbom.generate(Path(sys.prefix), ROOT / "uv.lock") == data
+
+
+def test_airnub_image_sbom_venv_writes_that_venvs_sbom(tmp_path: Path, lock: Path) -> None:
+    """`hatch run image:sbom --venv DIR`: the generator on a venv, with the project's uv.lock."""
+    from typer.testing import CliRunner
+
+    from deploy_tools.cli import app
+
+    venv = make_venv(tmp_path / "venv", INSTALLED)
+    out = tmp_path / "sbom.cdx.json"
+    args = ["image", "sbom", "--venv", str(venv), "--project", str(tmp_path), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == sbom.generate(venv, lock)
