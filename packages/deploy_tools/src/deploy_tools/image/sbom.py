@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.markers import Marker
+from packaging.markers import InvalidMarker, Marker
 from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -142,8 +142,15 @@ def _purl(name: str, version: str) -> str:
 
 
 def _applies(dep: dict[str, Any]) -> bool:
+    """Whether a uv.lock dependency's marker holds here (one this packaging cannot read is
+    followed: an extra edge, never a missing one)."""
     marker = dep.get("marker")
-    return marker is None or Marker(str(marker)).evaluate()
+    if marker is None:
+        return True
+    try:
+        return Marker(str(marker)).evaluate()
+    except InvalidMarker:
+        return True
 
 
 def _edges(
