@@ -41,7 +41,7 @@ RUN --mount=type=bind,from=wheels,target=/wheels \\
  && /opt/venv/bin/pip install --no-index --find-links /wheels/deps -r /wheels/requirements-dev.txt \\
  && /opt/venv/bin/pip install --no-index --no-deps /wheels/workspace/*.whl
 ENV PATH=/opt/venv/bin:$PATH
-CMD ["prefect", "worker", "start", "--pool", "alpha-docker"]
+CMD ["prefect", "worker", "start", "--pool", "airnub-docker"]
 """
 
 

@@ -15,7 +15,9 @@ Compared, reading the archives only (stdlib, nothing is run):
   versions, no more, no fewer (the SBOMs themselves may differ: each is cut to its interpreter);
 - the files of the workspace distributions (the top-level entries their RECORD names, walked in
   the image; `__pycache__` and `.pyc` left out: both builds compile differently) and their
-  console scripts in `$VIRTUAL_ENV/bin`;
+  console scripts in `$VIRTUAL_ENV/bin`. Which distributions are the workspace's is read from
+  the SBOMs (components with the `airnub:workspace:path` property, in either image), unless
+  `--workspace` names them;
 - the working directory, $HOME and the entrypoint: every path under them with its type, owner
   and, for files, whether it is executable. Modes are not compared: the Nix store makes every
   file read-only (0444/0555) where Docker has 0644/0755.
@@ -39,11 +41,11 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import IO, Any
 
-WORKSPACE = ("airnub-pipeline-core", "airnub-flows-alpha", "airnub-deploy-tools")
 CONFIG_KEYS = ("Entrypoint", "Cmd", "User", "WorkingDir", "Env", "Labels")
 # Small files read into memory: what the package and script comparison needs.
 KEEP = re.compile(r"\.dist-info/(METADATA|RECORD|entry_points\.txt)$|(^|/)sbom\.cdx\.json$")
 SBOM = "sbom.cdx.json"  # in the working directory: the CycloneDX SBOM of the venv
+WORKSPACE_PROPERTY = "airnub:workspace:path"  # on an SBOM component: a workspace member
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -356,17 +358,45 @@ def _collect(image: Image, path: str, rel: str, out: set[str], depth: int) -> No
         out.add(rel)
 
 
-def sbom_problems(side: str, image: Image, dists: dict[str, Distribution]) -> list[str]:
-    """Where the image's SBOM ($WORKDIR/sbom.cdx.json) and its venv disagree, or no SBOM."""
-    path = posixpath.join(image.config.get("WorkingDir") or "/", SBOM)
+def sbom_path(image: Image) -> str:
+    """Where the image's SBOM is: $WORKDIR/sbom.cdx.json."""
+    return posixpath.join(image.config.get("WorkingDir") or "/", SBOM)
+
+
+def read_sbom(image: Image) -> tuple[dict[str, str], set[str]]:
+    """The image's SBOM: canonical name -> version of each component, and the names it marks
+    as workspace members. InputError when there is no SBOM or it is not one."""
+    path = sbom_path(image)
     node = image.node(path)
     if node is None or node.data is None:
-        return [f"{side}: no {path}"]
+        raise InputError(f"no {path}")
     try:
         components = json.loads(node.data)["components"]
         listed = {canonical(c["name"]): c["version"] for c in components}
-    except (ValueError, KeyError, TypeError) as exc:
-        return [f"{side}: {path} is not a CycloneDX SBOM ({exc!r})"]
+        members = {
+            canonical(c["name"])
+            for c in components
+            if any(p.get("name") == WORKSPACE_PROPERTY for p in c.get("properties") or [])
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path} is not a CycloneDX SBOM ({exc!r})") from exc
+    return listed, members
+
+
+def workspace_members(image: Image) -> set[str]:
+    """Canonical names the image's SBOM marks as workspace members (none without an SBOM)."""
+    try:
+        return read_sbom(image)[1]
+    except InputError:
+        return set()
+
+
+def sbom_problems(side: str, image: Image, dists: dict[str, Distribution]) -> list[str]:
+    """Where the image's SBOM ($WORKDIR/sbom.cdx.json) and its venv disagree, or no SBOM."""
+    try:
+        listed = read_sbom(image)[0]
+    except InputError as exc:
+        return [f"{side}: {exc}"]
     installed = {name: d.version for name, d in dists.items()}
     return [
         f"{side}: {name}: SBOM {_side(listed.get(name))} | installed {_side(installed.get(name))}"
@@ -399,11 +429,20 @@ def _diff_maps(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ]
 
 
+def derive_workspace(a: Image, b: Image) -> list[str]:
+    """The workspace distributions: those either image's SBOM marks as members, sorted."""
+    return sorted(workspace_members(a) | workspace_members(b))
+
+
 def compare(
-    a: Image, b: Image, workspace: Iterable[str] = WORKSPACE
+    a: Image, b: Image, workspace: Iterable[str] | None = None
 ) -> list[tuple[str, list[str]]]:
-    """Sections of differences, each (title, lines); empty sections are left out."""
+    """Sections of differences, each (title, lines); empty sections are left out.
+
+    ``workspace``: the distributions whose files are compared (None: :func:`derive_workspace`).
+    """
     sections: list[tuple[str, list[str]]] = []
+    names = sorted(map(canonical, derive_workspace(a, b) if workspace is None else workspace))
 
     config: list[str] = []
     for key in CONFIG_KEYS:
@@ -427,10 +466,10 @@ def compare(
     sections.append(("packages", problems + _diff_maps(versions_a, versions_b)))
     sections.append(("sbom", sbom_problems("A", a, dists_a) + sbom_problems("B", b, dists_b)))
 
-    files: list[str] = []
+    files: list[str] = [] if names else ["no workspace distribution: no SBOM marks one"]
     scripts: list[str] = []
     venv_a, venv_b = a.env().get("VIRTUAL_ENV", ""), b.env().get("VIRTUAL_ENV", "")
-    for name in map(canonical, workspace):
+    for name in names:
         da, db = dists_a.get(name), dists_b.get(name)
         if da is None or db is None:
             files.append(f"{name}: {'missing in A' if da is None else 'missing in B'}")
@@ -456,14 +495,14 @@ def compare(
     return [(title, lines) for title, lines in sections if lines]
 
 
-def summary(a: Image, workspace: Iterable[str] = WORKSPACE) -> str:
+def summary(a: Image, workspace: Iterable[str]) -> str:
     """What was found equal, in figures."""
     dists = distributions(a)
-    n_files = sum(
-        len(workspace_files(a, dists[canonical(w)])) for w in workspace if canonical(w) in dists
-    )
+    names = sorted({canonical(w) for w in workspace} & dists.keys())
+    n_files = sum(len(workspace_files(a, dists[name])) for name in names)
     return (
-        f"same config, {len(dists)} distributions with the same versions, {n_files} workspace files"
+        f"same config, {len(dists)} distributions with the same versions, {n_files} workspace "
+        f"files ({', '.join(names)})"
     )
 
 
@@ -476,12 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workspace",
         action="append",
-        help=f"a workspace distribution (repeat; default: {', '.join(WORKSPACE)})",
+        help="a workspace distribution (repeat; default: the components either image's SBOM "
+        f"marks with {WORKSPACE_PROPERTY})",
     )
     args = parser.parse_args(argv)
-    workspace = tuple(args.workspace or WORKSPACE)
     try:
         a, b = load(args.a), load(args.b)
+        workspace = args.workspace or derive_workspace(a, b)
         sections = compare(a, b, workspace)
     except (InputError, OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,8 +25,6 @@ let
 
   packages = import ./packages {
     inherit pkgs pythonSet workspace nix2container root;
-    # The commit time, as `airnub image build`'s SOURCE_DATE_EPOCH (the SBOM's timestamp).
-    sourceDateEpoch = inputs.self.lastModified;
     labels = import ./image-labels.nix {
       inherit (inputs) self;
       inherit root;
@@ -39,5 +37,5 @@ in
 {
   inherit packages devShells;
   apps = import ./apps { inherit (packages) worker-image; };
-  checks = import ./checks { inherit pkgs packages devShells; };
+  checks = import ./checks { inherit pkgs packages devShells workspace; };
 }

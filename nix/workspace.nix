@@ -4,18 +4,32 @@
 let
   workspace = uv2nix.lib.workspace.loadWorkspace { workspaceRoot = root; };
 
-  # The worker venv: the three workspace distributions (pipeline-core with its `aws` extra),
-  # no dev dependency group. Same set as Dockerfile.worker's `uv export --no-dev`.
-  workerMembers = {
-    airnub-pipeline-core = [ "aws" ];
-    airnub-flows-alpha = [ ];
-    airnub-deploy-tools = [ ];
-  };
+  lock = builtins.fromTOML (builtins.readFile (root + "/uv.lock"));
+
+  # The worker venv: every packaged workspace member of uv.lock (`editable` source: what the
+  # root pyproject's `[tool.uv.workspace] members` globs find; a virtual member has no
+  # package), each with the extras the workspace root asks of it (e.g. `[aws]`); no dev group.
+  # Nothing is named here: `uv lock` after adding a member under packages/ adds it. The same
+  # set as Dockerfile.worker (every wheel of `uv build --all-packages`).
+  isRoot = p: (p.source.editable or p.source.virtual or null) == ".";
+  rootPackage = builtins.head (builtins.filter isRoot lock.package ++ [ { } ]);
+  rootExtras =
+    name:
+    builtins.concatMap (d: if d.name == name then d.extra or [ ] else [ ]) (
+      rootPackage.dependencies or [ ]
+    );
+  unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
+  memberPackages = builtins.filter (p: p.source ? editable && !(isRoot p)) lock.package;
+  workerMembers = builtins.listToAttrs (
+    map (p: {
+      inherit (p) name;
+      value = unique (rootExtras p.name);
+    }) memberPackages
+  );
 
   # The members' direct third-party dependencies, read from uv.lock. They give the image a
   # layer that changes only when uv.lock does. Only a layering choice: whatever is missed here
   # (a marker-guarded dependency) still lands in the image through the full venv's closure.
-  lock = builtins.fromTOML (builtins.readFile (root + "/uv.lock"));
   lockPackages = builtins.listToAttrs (
     map (p: {
       inherit (p) name;

@@ -6,7 +6,6 @@
   nix2container,
   root,
   labels,
-  sourceDateEpoch,
 }:
 let
   worker-venv = pythonSet.mkVirtualEnv "airnub-worker-venv" workspace.workerMembers;
@@ -15,7 +14,7 @@ in
   inherit worker-venv;
 
   worker-image = import ./worker-image.nix {
-    inherit pkgs nix2container root worker-venv sourceDateEpoch;
+    inherit pkgs nix2container root worker-venv;
     inherit (pythonSet) python;
     # Third-party dependencies only: their layer changes only when uv.lock changes.
     deps-venv = pythonSet.mkVirtualEnv "airnub-worker-deps" workspace.thirdPartyDeps;

@@ -6,7 +6,7 @@
   Entrypoint = [ "/usr/local/bin/airnub-entrypoint" ];
   Cmd = [
     "--pool"
-    "alpha-docker"
+    "airnub-docker"
   ];
   User = "10001:10001";
   WorkingDir = "/app";

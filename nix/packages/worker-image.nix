@@ -11,7 +11,6 @@
   deps-venv,
   worker-venv,
   labels,
-  sourceDateEpoch,
 }:
 let
   uid = 10001;
@@ -87,12 +86,11 @@ let
       path = "app/pyproject.toml";
       source = root + "/pyproject.toml";
     }
-    # The SBOM: the committed uv.lock.cdx.json cut to this image's interpreter by the image's
-    # own venv, the code `airnub image build` runs for Dockerfile.worker (Nix has no uv of the
-    # pinned version to export it again).
+    # The SBOM of this venv as built, with the hashes uv.lock records: the command
+    # Dockerfile.worker runs on its venv (deploy_tools/image/sbom.py), nothing committed.
     {
       path = "app/sbom.cdx.json";
-      run = "SOURCE_DATE_EPOCH=${toString sourceDateEpoch} ${worker-venv}/bin/python -m deploy_tools.image.sbom image --input ${root + "/uv.lock.cdx.json"} --output \"$dest\"";
+      run = "${worker-venv}/bin/python -m deploy_tools.image.sbom --lock ${root + "/uv.lock"} --venv ${worker-venv} --output \"$dest\"";
     }
     {
       path = "app/data";

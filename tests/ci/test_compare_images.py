@@ -77,13 +77,13 @@ def _dist(prefix: str, name: str, version: str, files: list[str], scripts: str =
     return entries
 
 
-# The fixtures hold one workspace distribution.
+# The fixtures hold one workspace distribution (their SBOMs mark it so).
 ONLY_CORE = ["--workspace", "airnub-pipeline-core"]
 CORE_FILES = ["pipeline_core/__init__.py", "pipeline_core/urls.py", "../../../bin/airnub"]
 SCRIPTS = "[console_scripts]\nairnub = pipeline_core.cli:main\n"
 CONFIG: dict[str, Any] = {
     "Entrypoint": ["/usr/local/bin/airnub-entrypoint"],
-    "Cmd": ["--pool", "alpha-docker"],
+    "Cmd": ["--pool", "airnub-docker"],
     "User": "10001:10001",
     "WorkingDir": "/app",
     "Env": ["PATH=/opt/venv/bin:/usr/bin", "VIRTUAL_ENV=/opt/venv", "HOME=/home/airnub"],
@@ -94,11 +94,13 @@ CONFIG: dict[str, Any] = {
 }
 
 
-# /app/sbom.cdx.json: what the fixtures' venvs hold (components' other fields left out).
+# /app/sbom.cdx.json: what the fixtures' venvs hold (components' other fields left out); the
+# workspace member is marked as deploy_tools.image.sbom marks it.
+MEMBER = [{"name": "airnub:workspace:path", "value": "packages/pipeline_core"}]
 SBOM = json.dumps(
     {"bomFormat": "CycloneDX", "components": [
         {"name": "prefect", "version": "3.0.0"},
-        {"name": "airnub_pipeline_core", "version": "0.1.0"},
+        {"name": "airnub_pipeline_core", "version": "0.1.0", "properties": MEMBER},
     ]}
 ).encode()  # fmt: skip
 
@@ -240,13 +242,64 @@ def test_same_workspace_in_both_images_is_no_difference(
 ) -> None:
     nix = write_oci_archive(tmp_path / "nix.tar", nix_layers(), CONFIG)
 
-    assert ci.main([str(docker_image), str(nix), *ONLY_CORE]) == 0
-    out = capsys.readouterr().out
-    # prefect and the core (the whited-out `stale` is gone), 2 files (no __pycache__).
-    assert (
-        "no difference: same config, 2 distributions with the same versions, 2 workspace files"
-        in out
+    # The workspace is read from the SBOMs, or named.
+    for extra in ([], ONLY_CORE):
+        assert ci.main([str(docker_image), str(nix), *extra]) == 0
+        out = capsys.readouterr().out
+        # prefect and the core (the whited-out `stale` is gone), 2 files (no __pycache__).
+        assert (
+            "no difference: same config, 2 distributions with the same versions, 2 workspace "
+            "files (airnub-pipeline-core)"
+        ) in out
+
+
+def test_the_workspace_is_every_member_either_sbom_marks(
+    docker_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member one SBOM marks (here: prefect, in B's) is compared like any other; with no
+    member marked anywhere, that is a difference, not a silent pass."""
+    marked = json.dumps(
+        {"components": [
+            {"name": "prefect", "version": "3.0.0", "properties": MEMBER},
+            {"name": "airnub_pipeline_core", "version": "0.1.0", "properties": MEMBER},
+        ]}
+    ).encode()  # fmt: skip
+    unmarked = json.dumps(
+        {"components": [
+            {"name": "prefect", "version": "3.0.0"},
+            {"name": "airnub_pipeline_core", "version": "0.1.0"},
+        ]}
+    ).encode()  # fmt: skip
+
+    def sbom(data: bytes) -> Callable[[list[Entry]], list[Entry]]:
+        def edit(entries: list[Entry]) -> list[Entry]:
+            return [
+                (n, k, data if n == "app/sbom.cdx.json" else d, m, u) for n, k, d, m, u in entries
+            ]
+
+        return edit
+
+    def without_prefect(entries: list[Entry]) -> list[Entry]:
+        return [e for e in entries if "/prefect" not in e[0]]
+
+    nix = write_oci_archive(tmp_path / "nix.tar", nix_layers(sbom(marked)), CONFIG)
+    assert ci.main([str(docker_image), str(nix)]) == 0
+    assert "3 workspace files (airnub-pipeline-core, prefect)" in capsys.readouterr().out
+
+    edited = nix_layers(lambda e: sbom(marked)(without_prefect(e)))
+    nix = write_oci_archive(tmp_path / "nix-2.tar", edited, CONFIG)
+    assert ci.main([str(docker_image), str(nix)]) == 1
+    assert "workspace files:\n  prefect: missing in B\n" in capsys.readouterr().out
+
+    docker = write_docker_archive(
+        tmp_path / "docker-2.tar", [docker_layers()[0], sbom(unmarked)(docker_layers()[1])], CONFIG
     )
+    nix = write_oci_archive(tmp_path / "nix-3.tar", nix_layers(sbom(unmarked)), CONFIG)
+    assert ci.main([str(docker), str(nix)]) == 1
+    assert "workspace files:\n  no workspace distribution: no SBOM marks one\n" in (
+        capsys.readouterr().out
+    )
+    assert ci.main([str(docker), str(nix), *ONLY_CORE]) == 0
 
 
 def test_each_kind_of_difference_is_printed(

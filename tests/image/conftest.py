@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tomllib
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy_tools.image.build import BuildOptions, BuildResult, build_image, image_present
 from deploy_tools.image.scan import LayerScan, scan_archive
@@ -94,3 +97,44 @@ def cleanup_images() -> Iterator[list[str]]:
     yield tags
     if tags:
         subprocess.run(["docker", "image", "rm", "-f", *tags], capture_output=True)
+
+
+def lock_members(root: Path) -> dict[str, str]:
+    """The packaged workspace members uv.lock records: name -> folder (``editable`` sources;
+    the root and virtual members have no package)."""
+    lock = tomllib.loads((root / "uv.lock").read_text())
+    return {
+        str(canonicalize_name(p["name"])): p["source"]["editable"]
+        for p in lock["package"]
+        if p["source"].get("editable", ".") != "."
+    }
+
+
+def wheel_modules(wheel: Path) -> list[str]:
+    """The top-level packages and modules a wheel installs (from its RECORD)."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    tops = {
+        name.split("/", 1)[0] if "/" in name else name.removesuffix(".py")
+        for name in names
+        if name.endswith(".py") and ".dist-info/" not in name and ".data/" not in name
+    }
+    return sorted(tops)
+
+
+def built_members(context: Path) -> dict[str, list[str]]:
+    """Member name -> top-level modules, for every workspace wheel of a build context."""
+    return {
+        str(parse_wheel_filename(w.name)[0]): wheel_modules(w)
+        for w in sorted((context / "wheels" / "workspace").glob("*.whl"))
+    }
+
+
+@pytest.fixture(scope="session")
+def workspace_members(worker_image: BuildResult) -> dict[str, list[str]]:
+    """Each workspace member the image installs -> its top-level modules: every member of
+    uv.lock (nothing named here), each built as a wheel into the context."""
+    members = built_members(worker_image.context)
+    assert set(members) == set(lock_members(ROOT))
+    assert all(members.values()), members
+    return members

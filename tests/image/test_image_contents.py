@@ -36,7 +36,13 @@ def _dev_only_names(root: Path) -> set[NormalizedName]:
     return dev - names
 
 
-def test_no_tests_in_our_layers(layer_scan: LayerScan, base_layers: int) -> None:
+def _modules(members: dict[str, list[str]]) -> list[str]:
+    return sorted(m for modules in members.values() for m in modules)
+
+
+def test_no_tests_in_our_layers(
+    layer_scan: LayerScan, base_layers: int, workspace_members: dict[str, list[str]]
+) -> None:
     # The base's own stdlib (Debian ships usr/lib/python3.11/test) is not ours to judge.
     ours = [p for p, layer in layer_scan.paths.items() if layer >= base_layers]
     assert any(p.startswith("opt/venv/") for p in ours)
@@ -44,12 +50,39 @@ def test_no_tests_in_our_layers(layer_scan: LayerScan, base_layers: int) -> None
     suites = [p for p in ours if re.search(r"(^|/)tests(/|$)", p)]
     assert [p for p in suites if "/deploy_tools/templates/" not in p] == []
     assert all(p.endswith(("/tests", ".py.j2")) for p in suites)
-    our_code = re.compile(
-        r"^(app/|opt/venv/lib/python[^/]+/site-packages/(pipeline_core|flows_alpha|deploy_tools)/)"
-    )
+    modules = "|".join(map(re.escape, _modules(workspace_members)))
+    our_code = re.compile(rf"^(app/|opt/venv/lib/python[^/]+/site-packages/({modules})(/|\.py$))")
     ours_code = [p for p in ours if our_code.search(p)]
-    assert any(p.endswith("flows_alpha/pipeline.py") for p in ours_code)
+    for module in _modules(workspace_members):  # every member's code is there
+        assert any(re.search(rf"site-packages/{module}(/.*)?\.py$", p) for p in ours_code), module
     assert [p for p in ours_code if re.search(r"(^|/)(conftest|test_[^/]*)\.py$", p)] == []
+
+
+def test_the_workspace_layer_holds_the_members_and_the_sbom_only(
+    layer_scan: LayerScan, workspace_members: dict[str, list[str]]
+) -> None:
+    """The top layer: what installing and compiling the workspace wheels wrote, and the SBOM.
+    No third-party file compiled again (the dependency layer below keeps its own .pyc), no
+    mount point of the build (/wheels, /tmp/uv.lock) left behind."""
+    top = max(layer_scan.paths.values())
+    layer = sorted(p.rstrip("/") for p, i in layer_scan.paths.items() if i == top)
+    site = next(p for p in layer if re.fullmatch(r"opt/venv/lib/python3\.\d+/site-packages", p))
+    infos = {canonicalize_name(n).replace("-", "_") for n in workspace_members}
+    allowed = set(_modules(workspace_members))
+    stray = []
+    for path in layer:
+        if path.startswith(site + "/"):
+            first = path.removeprefix(site + "/").split("/", 1)[0]
+            info = re.fullmatch(r"(.+?)-[^-]+\.dist-info", first)
+            if first.removesuffix(".py") in allowed or (info and info.group(1) in infos):
+                continue
+            stray.append(path)
+        elif not (site.startswith(path) or path.startswith("opt/venv/bin")):  # parents, scripts
+            stray.append(path)
+    assert set(stray) <= {"app", "app/sbom.cdx.json"}, stray
+    assert "app/sbom.cdx.json" in stray
+    assert not any(p.startswith(("wheels", "tmp/")) for p in layer)
+    assert "wheels" not in layer_scan.paths and "wheels/" not in layer_scan.paths
 
 
 def test_no_dev_dependencies(layer_scan: LayerScan, repo_root: Path) -> None:
@@ -87,18 +120,32 @@ def test_no_workspace_sources_or_caches(layer_scan: LayerScan) -> None:
     assert all(p.endswith((".yaml", ".yml")) for p in files)
 
 
-def test_bytecode_is_hash_based(run_in_image: Run) -> None:
-    # Flags word of a PEP 552 .pyc: 0 = timestamp-based (non-deterministic), 1/3 = hash-based.
-    proc = run_in_image(
-        "python", "-c",
-        "import glob, flows_alpha, os;"
-        "d = os.path.dirname(flows_alpha.__file__);"
-        "fs = glob.glob(d + '/__pycache__/*.pyc');"
-        "print(len(fs), sorted({int.from_bytes(open(f, 'rb').read()[4:8], 'little') for f in fs}))",
-    )  # fmt: skip
-    count, flags = proc.stdout.split(" ", 1)
-    assert int(count) > 0, proc.stdout + proc.stderr
-    assert flags.strip() in {"[1]", "[3]"}, proc.stdout
+# For each distribution named: how many of the .py files its RECORD lists have a .pyc, out of
+# how many, and the set of PEP 552 flags words of those .pyc files.
+_PYC_REPORT = """
+import importlib.metadata as md, importlib.util, json, os, sys
+out = {}
+for name in sys.argv[1:]:
+    dist = md.distribution(name)
+    py = [dist.locate_file(f) for f in dist.files if f.suffix == ".py"]
+    pyc = [importlib.util.cache_from_source(str(p)) for p in py]
+    have = [c for c in pyc if os.path.exists(c)]
+    flags = sorted({int.from_bytes(open(c, "rb").read()[4:8], "little") for c in have})
+    out[name] = [len(have), len(py), flags]
+print(json.dumps(out))
+"""
+
+
+def test_bytecode_is_hash_based(run_in_image: Run, workspace_members: dict[str, list[str]]) -> None:
+    """Every .py file of every member (its RECORD) has a hash-based .pyc: PEP 552 flags 1 or 3
+    (0 would be timestamp-based, not deterministic)."""
+    proc = run_in_image("python", "-c", _PYC_REPORT, *workspace_members)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report) == set(workspace_members)
+    for name, (compiled, files, flags) in report.items():
+        assert compiled == files > 0, name
+        assert flags in ([1], [3]), name
 
 
 def test_oci_labels_without_timestamps(worker_image: BuildResult, repo_root: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy_tools.image.build import BuildResult
 
@@ -19,14 +22,21 @@ def test_build_prints_a_digest_reference(worker_image: BuildResult) -> None:
     assert re.fullmatch(r"airnub-worker@sha256:[0-9a-f]{64}", worker_image.ref)
 
 
-def test_imports_the_three_packages(run_in_image: Run) -> None:
+def test_imports_every_workspace_member(
+    run_in_image: Run, workspace_members: dict[str, list[str]]
+) -> None:
+    modules = sorted(m for ms in workspace_members.values() for m in ms)
     proc = run_in_image(
         "python", "-c",
-        "import pipeline_core, flows_alpha, deploy_tools, prefect_aws, prefect_docker;"
-        "print(pipeline_core.__file__)",
+        "import importlib, sys\n"
+        "for m in sys.argv[1:]: print(m, importlib.import_module(m).__file__)",
+        *modules, "prefect_aws", "prefect_docker",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("/opt/venv/lib/python3.11/site-packages/pipeline_core/")
+    files = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    site = "/opt/venv/lib/python3.11/site-packages/"
+    for module in modules:
+        assert files[module] in (f"{site}{module}/__init__.py", f"{site}{module}.py"), module
 
 
 def test_check_entrypoints_inside_the_image(run_in_image: Run) -> None:
@@ -57,6 +67,24 @@ def test_default_command_is_the_worker(run_in_image: Run) -> None:
     proc = run_in_image("--help")
     assert proc.returncode == 0, proc.stderr
     assert "prefect worker start" in proc.stdout
+
+
+def test_default_pool_is_one_the_deploy_files_define(
+    worker_image: BuildResult, repo_root: Path
+) -> None:
+    """CMD's `--pool` names a work pool of deploy/work_pools/ (not a pool nothing creates)."""
+    cmd = json.loads(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Cmd}}", worker_image.tag],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    assert cmd[0] == "--pool"
+    pools = {
+        yaml.safe_load(p.read_text())["name"]
+        for p in (repo_root / "deploy" / "work_pools").glob("*.yaml")
+    }
+    assert cmd[1] in pools, (cmd, pools)
 
 
 def test_flow_run_commands_run_as_given(run_in_image: Run) -> None:

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from deploy_tools.image import sbom, wheelhouse
-from deploy_tools.image.build import BuildResult, source_date_epoch
+from deploy_tools.image import sbom
+from deploy_tools.image.build import BuildResult
 from deploy_tools.image.scan import LayerScan
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 
 def test_sbom_in_the_image_equals_the_generated_file(
-    worker_image: BuildResult, run_in_image: Run, base_image: str, repo_root: Path
+    worker_image: BuildResult, run_in_image: Run, repo_root: Path
 ) -> None:
     assert worker_image.sbom is not None
     beside = worker_image.sbom.read_bytes()
@@ -33,15 +34,28 @@ def test_sbom_in_the_image_equals_the_generated_file(
         capture_output=True, check=True,
     )  # fmt: skip
     assert proc.stdout == beside
-    # ... and both are what the generator gives for this lock, interpreter and commit time.
-    target = wheelhouse.probe_target(base_image)
-    assert beside == sbom.generate(repo_root, target=target, epoch=source_date_epoch(repo_root))
+    # ... and both are what the generator writes again, in the image, of its venv and uv.lock.
+    again = subprocess.run(
+        ["docker", "run", "--rm", "--pull", "never", "--network", "none",
+         "-v", f"{repo_root / 'uv.lock'}:/tmp/uv.lock:ro", "--entrypoint", "python",
+         worker_image.tag, "-m", "deploy_tools.image.sbom", "--lock", "/tmp/uv.lock",
+         "--venv", "/opt/venv"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert again.stdout == beside
+    # `hatch run image:sbom` prints the built image's file.
+    cli = subprocess.run(
+        [sys.executable, "-c", "from deploy_tools.cli import main; main()",
+         "image", "sbom", "--image", worker_image.tag],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert cli.stdout == beside
     stat = run_in_image("stat", "-c", "%u:%g %a", "/app/sbom.cdx.json")
     assert stat.stdout.split() == ["0:0", "644"], stat.stdout + stat.stderr
 
 
 def test_sbom_lists_exactly_the_installed_distributions(
-    worker_image: BuildResult, layer_scan: LayerScan
+    worker_image: BuildResult, layer_scan: LayerScan, workspace_members: dict[str, list[str]]
 ) -> None:
     assert worker_image.sbom is not None
     data = json.loads(worker_image.sbom.read_bytes())
@@ -54,10 +68,41 @@ def test_sbom_lists_exactly_the_installed_distributions(
     }
     assert "prefect" in installed
     assert listed == installed
+    marked = {
+        c["name"]
+        for c in data["components"]
+        if any(p["name"] == sbom.WORKSPACE_PROPERTY for p in c.get("properties", []))
+    }
+    assert marked == set(workspace_members)
+
+
+def test_every_third_party_component_is_the_locked_wheel(
+    worker_image: BuildResult, repo_root: Path, workspace_members: dict[str, list[str]]
+) -> None:
+    """The image installs locked wheels only: each third-party component names one, with the
+    sha256 uv.lock records for that wheel of that version."""
+    assert worker_image.sbom is not None
+    data = json.loads(worker_image.sbom.read_bytes())
+    lock = tomllib.loads((repo_root / "uv.lock").read_text())
+    wheels = {
+        (canonicalize_name(p["name"]), p["version"], w["url"]): w["hash"].removeprefix("sha256:")
+        for p in lock["package"]
+        for w in p.get("wheels", [])
+    }
+    third_party = [c for c in data["components"] if c["name"] not in workspace_members]
+    assert len(third_party) > 100
+    for c in third_party:
+        [ref] = c["externalReferences"]
+        assert ref["url"].endswith(".whl"), c["name"]
+        digest = wheels[(c["name"], c["version"], ref["url"])]
+        assert c["hashes"] == ref["hashes"] == [{"alg": "SHA-256", "content": digest}]
 
 
 def test_parity_script_reads_the_real_image_and_its_sbom(
-    worker_image: BuildResult, repo_root: Path, tmp_path: Path
+    worker_image: BuildResult,
+    repo_root: Path,
+    tmp_path: Path,
+    workspace_members: dict[str, list[str]],
 ) -> None:
     """ci/compare_images.py (the GitHub parity job) on this image: as `docker save` archive
     and as `docker image inspect` + `docker export`, no difference, the SBOM = the venv."""
@@ -86,3 +131,5 @@ def test_parity_script_reads_the_real_image_and_its_sbom(
     assert f"no difference: same config, {listed} distributions with the same versions" in (
         proc.stdout
     )
+    # The workspace compared is the one the SBOM marks: every member.
+    assert f" workspace files ({', '.join(sorted(workspace_members))})" in proc.stdout

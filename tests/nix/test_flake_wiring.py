@@ -7,6 +7,7 @@ and image really build needs network access to nixpkgs (see docs/nix.md).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from deploy_tools.image import sbom, wheelhouse
+from deploy_tools.image import sbom
 
 if TYPE_CHECKING:
     from conftest import Flake
@@ -81,6 +84,22 @@ def _workspace_members() -> dict[str, Path]:
             name = tomllib.loads(pyproject.read_text())["project"]["name"]
             members[name] = pyproject.parent
     return members
+
+
+def _root_extras() -> dict[str, list[str]]:
+    """Distribution name -> the extras the workspace root's dependencies ask of it."""
+    root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    extras: dict[str, set[str]] = {}
+    for line in root["project"].get("dependencies", []):
+        req = Requirement(line)
+        extras.setdefault(canonicalize_name(req.name), set()).update(req.extras)
+    return {name: sorted(e) for name, e in extras.items()}
+
+
+def _expected_spec(members: dict[str, Path]) -> dict[str, list[str]]:
+    """The worker venv's spec: every member, with the extras the root asks of it."""
+    extras = _root_extras()
+    return {name: extras.get(name, []) for name in members}
 
 
 def test_flake_outputs_cover_both_linux_systems(stubbed_flake: Flake) -> None:
@@ -181,18 +200,21 @@ def test_the_revision_label_is_the_commit_git_has_checked_out(nix_cli: str) -> N
         assert proc.stdout == head
 
 
-def test_worker_venv_is_built_from_the_three_workspace_packages_of_uv_lock(
+def test_worker_venv_is_built_from_every_workspace_member_of_uv_lock(
     stubbed_flake: Flake,
 ) -> None:
     venv = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.stub")
     members = _workspace_members()
-    core = tomllib.loads((members["airnub-pipeline-core"] / "pyproject.toml").read_text())
 
-    assert set(venv["spec"]) == set(members)
+    # Every member (nix/workspace.nix names none), with the extras the root asks of it.
+    assert venv["spec"] == _expected_spec(members)
+    asked = {name: extras for name, extras in venv["spec"].items() if extras}
+    assert asked  # the root asks for an extra (airnub-pipeline-core[aws]): it is followed
+    for name, extras in asked.items():
+        optional = tomllib.loads((members[name] / "pyproject.toml").read_text())["project"]
+        assert set(extras) <= set(optional["optional-dependencies"]), name
     # pyproject-build-systems' wheel overlay, as uv2nix's templates use (its default is sdist).
     assert venv["buildSystems"] == "wheel"
-    assert venv["spec"]["airnub-pipeline-core"] == ["aws"]
-    assert "aws" in core["project"]["optional-dependencies"]
     for name, package in venv["packages"].items():
         # Each came from the uv2nix overlay of this checkout's uv.lock, as a workspace member.
         assert package["source"] == {"editable": str(members[name].relative_to(REPO_ROOT))}
@@ -212,7 +234,7 @@ def test_worker_venv_has_no_dev_dependencies(stubbed_flake: Flake) -> None:
         for req in root["dependency-groups"]["dev"]
     }
     assert not dev_names & set(spec)
-    assert all(extras in ([], ["aws"]) for extras in spec.values())
+    assert spec == _expected_spec(_workspace_members())  # no dev group extra either
 
 
 def test_worker_image_layers_put_python_then_dependencies_then_the_app(
@@ -234,12 +256,14 @@ def test_worker_image_layers_put_python_then_dependencies_then_the_app(
     )
     lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
     members = _workspace_members()
+    spec = _expected_spec(members)
     direct: set[str] = set()
     for package in lock["package"]:
         if package["name"] in members:
-            deps = package.get("dependencies", []) + package.get("optional-dependencies", {}).get(
-                "aws", []
-            )
+            optional = package.get("optional-dependencies", {})
+            deps = package.get("dependencies", []) + [
+                d for extra in spec[package["name"]] for d in optional.get(extra, [])
+            ]
             direct |= {d["name"] for d in deps if d["name"] not in members and "marker" not in d}
 
     assert len(layers) == 3
@@ -297,13 +321,14 @@ def test_worker_image_root_is_one_path_with_the_entrypoint_users_certificates_an
         assert files[folder]["mode"].startswith("d")
 
 
-def test_worker_image_sbom_is_the_committed_lock_sbom_cut_by_the_image_venv(
+def test_worker_image_sbom_is_written_from_the_image_venv_and_uv_lock(
     stubbed_flake: Flake, tmp_path: Path
 ) -> None:
-    """/app/sbom.cdx.json: written at build time by the worker venv from uv.lock.cdx.json.
+    """/app/sbom.cdx.json: written at build time by the worker venv, of itself, with uv.lock's
+    hashes: the command Dockerfile.worker runs on its venv. Nothing committed is read.
 
-    The command the root runs is run here with this interpreter in the venv's place (the
-    stubs build nothing): it writes what `airnub image build` writes for that interpreter.
+    The command the root runs is run here with this interpreter and its venv in the worker
+    venv's place (the stubs build nothing): it writes what the generator gives for this venv.
     """
     stub = "packages.x86_64-linux.worker-image.stub"
     files = stubbed_flake.eval_json(f"{stub}.layerFiles")
@@ -314,20 +339,33 @@ def test_worker_image_sbom_is_the_committed_lock_sbom_cut_by_the_image_venv(
         "(builtins.head rs).entries)).run",
     )
     venv = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.outPath")
-    epoch = int(_git("log", "-1", "--format=%ct"))  # `image build`'s SOURCE_DATE_EPOCH
     match = re.fullmatch(
-        rf"SOURCE_DATE_EPOCH=(\d+) {re.escape(venv)}/bin/python -m deploy_tools\.image\.sbom "
-        r'image --input (/nix/store/[a-z0-9]{32}-uv\.lock\.cdx\.json) --output "\$dest"',
+        rf"{re.escape(venv)}/bin/python -m deploy_tools\.image\.sbom "
+        rf"--lock (/nix/store/[a-z0-9]{{32}}-uv\.lock) --venv {re.escape(venv)} "
+        r'--output "\$dest"',
         run,
     )
     assert match is not None, run
-    assert int(match[1]) == epoch
-    committed = (REPO_ROOT / sbom.LOCK_SBOM).read_bytes()
-    assert Path(match[2]).read_bytes() == committed
+    assert Path(match[1]).read_bytes() == (REPO_ROOT / "uv.lock").read_bytes()
     dest = tmp_path / "sbom.cdx.json"
-    here = run.replace(f"{venv}/bin/python", sys.executable)
+    here = run.replace(f"{venv}/bin/python", sys.executable).replace(venv, sys.prefix)
     subprocess.run(["bash", "-c", here], env={**os.environ, "dest": str(dest)}, check=True)
-    assert dest.read_bytes() == sbom.for_target(committed, wheelhouse.current_target(), epoch)
+    assert dest.read_bytes() == sbom.generate(Path(sys.prefix), REPO_ROOT / "uv.lock")
+
+
+def test_the_venv_check_imports_every_member_with_its_extras(stubbed_flake: Flake) -> None:
+    """checks.worker-venv-imports: `members check` with every member of the spec (none named
+    in nix/checks), each with the extras the root asks of it."""
+    script = stubbed_flake.eval_json("checks.x86_64-linux.worker-venv-imports.stub.script")
+    venv = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.outPath")
+    line = next(x for x in script.splitlines() if "deploy_tools.image.members check" in x)
+    command, _, args = line.strip().partition(" check ")
+    assert command == f"{venv}/bin/python -m deploy_tools.image.members"
+    specs = {str(Requirement(a)) for a in shlex.split(args)}
+    expected = _expected_spec(_workspace_members())
+    assert specs == {
+        f"{name}[{','.join(extras)}]" if extras else name for name, extras in expected.items()
+    }
 
 
 def test_worker_image_ownership_and_modes_match_dockerfile_worker(stubbed_flake: Flake) -> None:
@@ -387,3 +425,34 @@ def test_dev_shell_has_tools_uv_settings_and_editable_workspace(stubbed_flake: F
         # hatchling needs `editables` to build an editable wheel.
         assert installed[name]["overridden"]["nativeBuildInputs"] == [["editables"]]
     assert "REPO_ROOT=$(git rev-parse --show-toplevel)" in shell["shellHook"]
+
+
+def test_a_member_added_under_packages_is_in_the_venv_and_its_check(
+    stubbed_flake: Flake, tmp_path: Path
+) -> None:
+    """No nix file names a member: one added under packages/ (and `uv lock`) of a copy is in
+    the worker venv, in its import check and in the dev shell; a virtual member (no package,
+    nothing to install) is in neither, as Dockerfile.worker installs none for it."""
+    from tests.checkout import git_copy
+    from tests.new_member import add_member, lock_and_commit
+
+    copy = git_copy(tmp_path / "copy")
+    added = add_member(copy, "flows_zeta")
+    virtual = add_member(copy, "notes_zeta", virtual=True)
+    lock_and_commit(copy, "add two members")
+    flake = dataclasses.replace(stubbed_flake, root=copy)
+
+    spec = flake.eval_json("packages.x86_64-linux.worker-venv.stub.spec")
+    before = stubbed_flake.eval_json("packages.x86_64-linux.worker-venv.stub.spec")
+    assert spec == {**before, added: []}
+    assert virtual not in spec
+    package = flake.eval_json(f"packages.x86_64-linux.worker-venv.stub.packages.{added}")
+    assert package["source"] == {"editable": "packages/flows_zeta"}
+    script = flake.eval_json("checks.x86_64-linux.worker-venv-imports.stub.script")
+    assert f"'{added}'" in script
+    assert virtual not in script
+    shell = flake.eval_json(
+        "devShells.x86_64-linux.default.stub",
+        apply="s: (builtins.head s.packages).stub.packages",
+    )
+    assert shell[added]["editable"] is True

@@ -1,4 +1,4 @@
-"""The three workspace packages build to byte-identical wheels and sdists twice in a row.
+"""Every workspace member builds to byte-identical wheels and sdists twice in a row.
 
 The second build runs from a copy whose files have fresh mtimes, so only
 SOURCE_DATE_EPOCH (not the checkout time) may reach the archives.
@@ -10,12 +10,23 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("pipeline_core", "flows_alpha", "deploy_tools")
+
+
+def lock_members() -> list[str]:
+    """The packaged workspace members uv.lock records (``editable`` sources other than the
+    root), as wheel file names spell them."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return sorted(
+        p["name"].replace("-", "_")
+        for p in lock["package"]
+        if p["source"].get("editable", ".") != "."
+    )
 
 
 def build(src: Path, out: Path) -> dict[str, str]:
@@ -49,10 +60,8 @@ def test_wheels_and_sdists_are_bit_reproducible(tmp_path: Path) -> None:
     first = build(copy_tree(tmp_path / "a"), tmp_path / "out-a")
     second = build(copy_tree(tmp_path / "b"), tmp_path / "out-b")
     wheels = sorted(n for n in first if n.endswith(".whl"))
-    assert [w.split("-")[0] for w in wheels] == [
-        "airnub_deploy_tools",
-        "airnub_flows_alpha",
-        "airnub_pipeline_core",
-    ]
-    assert len([n for n in first if n.endswith(".tar.gz")]) == len(PACKAGES)
+    members = lock_members()
+    assert len(members) >= 3
+    assert [w.split("-")[0] for w in wheels] == members
+    assert len([n for n in first if n.endswith(".tar.gz")]) == len(members)
     assert first == second

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 from deploy_tools.image.build import ENTRYPOINT, _normalise, default_base_image
@@ -63,3 +64,30 @@ def test_normalise_fixes_times_and_modes(tmp_path: Path) -> None:
     for path in [tmp_path, tmp_path / "d", tmp_path / "d" / "f.yaml"]:
         assert path.stat().st_mtime == 1_000_000
     assert (tmp_path / "d" / "f.yaml").stat().st_mode & 0o777 == 0o644
+
+
+def test_no_shared_build_file_names_a_workspace_member() -> None:
+    """Dockerfile.worker, nix/ and ci/ find the members themselves (wheels/workspace, uv.lock,
+    the SBOM): none names one, so a new project needs no edit there. deploy_tools is the
+    exception that runs the build steps (`python -m deploy_tools.image.…`)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    members = [p for p in lock["package"] if p["source"].get("editable", ".") != "."]
+    assert len(members) >= 3
+    names: set[str] = set()
+    for p in members:
+        if p["name"] == "airnub-deploy-tools":
+            continue
+        folder = Path(p["source"]["editable"]).name
+        names |= {p["name"], p["name"].replace("-", "_"), folder}
+    files = [
+        DOCKERFILE,
+        *sorted((ROOT / "nix").rglob("*.nix")),
+        *sorted((ROOT / "ci").glob("*.py")),
+    ]
+    found = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in files
+        for name in sorted(names)
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", path.read_text())
+    ]
+    assert found == []

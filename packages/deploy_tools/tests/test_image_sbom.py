@@ -1,222 +1,315 @@
-"""The image's CycloneDX SBOM: from uv.lock, byte-identical across runs, the image's set only."""
+"""The image's CycloneDX SBOM: what a venv has installed, uv.lock's hashes, byte-identical.
+
+Fake venvs (dist-info folders written here) against a small uv.lock, then this test venv
+against the real uv.lock. The SBOM inside a built image is checked in tests/image.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import random
+import subprocess
+import sys
 import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from deploy_tools.image import sbom, wheelhouse
-from deploy_tools.image.wheelhouse import Target
+from deploy_tools.image import sbom
 
 ROOT = Path(__file__).resolve().parents[3]
-WORKSPACE = {"airnub-pipeline-core", "airnub-flows-alpha", "airnub-deploy-tools"}
+PURE = "py3-none-any"
+NATIVE = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+
+LOCK = """\
+version = 1
+requires-python = ">=3.11"
+
+[[package]]
+name = "demo-root"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "demo-core", extra = ["aws"] },
+    { name = "demo-flows" },
+]
+
+[[package]]
+name = "demo-core"
+version = "0.1.0"
+source = { editable = "packages/core" }
+dependencies = [{ name = "requests" }]
+
+[package.optional-dependencies]
+aws = [{ name = "boto" }]
+
+[[package]]
+name = "demo-flows"
+version = "0.2.0"
+source = { editable = "packages/flows" }
+dependencies = [
+    { name = "demo-core" },
+    { name = "pywin32", marker = "sys_platform == 'win32'" },
+]
+
+[[package]]
+name = "demo-notes"
+version = "0.0.1"
+source = { virtual = "packages/notes" }
+
+[[package]]
+name = "requests"
+version = "2.32.0"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [{ name = "charset-normalizer" }]
+sdist = { url = "https://files.example/requests-2.32.0.tar.gz", hash = "sha256:aaaa", size = 1 }
+wheels = [{ url = "https://files.example/requests-2.32.0-py3-none-any.whl", hash = "sha256:bbbb", size = 1 }]
+
+[[package]]
+name = "charset-normalizer"
+version = "3.4.0"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.example/charset_normalizer-3.4.0.tar.gz", hash = "sha256:cccc", size = 1 }
+wheels = [
+    { url = "https://files.example/charset_normalizer-3.4.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", hash = "sha256:dddd", size = 1 },
+    { url = "https://files.example/charset_normalizer-3.4.0-cp311-cp311-win_amd64.whl", hash = "sha256:eeee", size = 1 },
+]
+
+[[package]]
+name = "boto"
+version = "1.0.0"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.example/boto-1.0.0.tar.gz", hash = "sha256:ffff", size = 1 }
+wheels = [{ url = "https://files.example/boto-1.0.0-py3-none-any.whl", hash = "sha256:1111", size = 1 }]
+
+[[package]]
+name = "pywin32"
+version = "312"
+source = { registry = "https://pypi.org/simple" }
+wheels = [{ url = "https://files.example/pywin32-312-cp311-cp311-win_amd64.whl", hash = "sha256:2222", size = 1 }]
+"""
+
+# name, version, WHEEL tags (None: no WHEEL file). What `pip install` of the image would leave.
+INSTALLED = [
+    ("demo_core", "0.1.0", PURE),
+    ("demo_flows", "0.2.0", PURE),
+    ("requests", "2.32.0", PURE),
+    ("charset_normalizer", "3.4.0", NATIVE),
+    ("boto", "1.0.0", PURE),
+]
 
 
-def _target(full: str) -> Target:
-    markers = {
-        "implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
-        "platform_machine": "x86_64", "platform_release": "6.1", "platform_system": "Linux",
-        "platform_version": "#1", "python_full_version": full,
-        "platform_python_implementation": "CPython", "python_version": "3.11",
-        "sys_platform": "linux",
+def make_venv(root: Path, dists: list[tuple[str, str, str | None]]) -> Path:
+    """A folder with the layout of a venv and one dist-info per entry of ``dists``."""
+    site = root / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    for name, version, tags in dists:
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        if tags is not None:
+            lines = [f"Tag: {t}" for t in _expand(tags)]
+            (info / "WHEEL").write_text("Wheel-Version: 1.0\n" + "\n".join(lines) + "\n")
+        (info / "RECORD").write_text(f"{info.name}/METADATA,,\n")
+    return root
+
+
+def _expand(tags: str) -> list[str]:
+    py, abi, plats = tags.split("-")
+    return [f"{py}-{abi}-{p}" for p in plats.split(".")]
+
+
+@pytest.fixture
+def lock(tmp_path: Path) -> Path:
+    path = tmp_path / "uv.lock"
+    path.write_text(LOCK)
+    return path
+
+
+def _generate(tmp_path: Path, lock: Path, dists: list[tuple[str, str, str | None]]) -> bytes:
+    return sbom.generate(make_venv(tmp_path / "venv", dists), lock)
+
+
+def _components(data: bytes) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in json.loads(data)["components"]}
+
+
+def test_components_are_exactly_the_installed_distributions(tmp_path: Path, lock: Path) -> None:
+    extra = [("pip", "24.0", PURE)]  # installed, not in the lock: listed, without a hash
+    components = _components(_generate(tmp_path, lock, INSTALLED + extra))
+    assert set(components) == {
+        "demo-core", "demo-flows", "requests", "charset-normalizer", "boto", "pip"
     }  # fmt: skip
-    return Target(markers=markers, glibc="2.36")
+    # Locked but not installed: the virtual member (no package), pywin32 (a Windows marker).
+    assert "demo-notes" not in components
+    assert "pywin32" not in components
+    assert components["pip"]["purl"] == "pkg:pypi/pip@24.0"
+    assert "externalReferences" not in components["pip"]
+    assert "hashes" not in components["pip"]
 
 
-DEBIAN = _target("3.11.2")  # the offline base's interpreter
+def test_the_locked_file_installed_is_named_with_its_hash(tmp_path: Path, lock: Path) -> None:
+    components = _components(_generate(tmp_path, lock, INSTALLED))
+    charset = components["charset-normalizer"]
+    # The wheel whose tags are the installed WHEEL's (not the Windows one, not the sdist).
+    assert charset["hashes"] == [{"alg": "SHA-256", "content": "dddd"}]
+    assert [r["url"] for r in charset["externalReferences"]] == [
+        "https://files.example/charset_normalizer-3.4.0-cp311-cp311-manylinux_2_17_x86_64"
+        ".manylinux2014_x86_64.whl"
+    ]
+    assert charset["externalReferences"][0]["type"] == "distribution"
+    assert components["requests"]["hashes"] == [{"alg": "SHA-256", "content": "bbbb"}]
+    assert components["requests"]["purl"] == "pkg:pypi/requests@2.32.0"
+    assert components["requests"]["bom-ref"] == "pkg:pypi/requests@2.32.0"
 
 
-@pytest.fixture(scope="module")
-def raw() -> dict[str, Any]:
-    """uv's own export (wall-clock timestamp, random serial)."""
-    return sbom.export_cyclonedx(ROOT)
+def test_built_from_source_names_the_sdist_another_version_nothing(
+    tmp_path: Path, lock: Path
+) -> None:
+    """A wheel built here (tags no locked wheel has, e.g. by Nix from the sdist): the locked
+    sdist, and no component hash (the installed file is not the locked one). A version the
+    lock does not pin: no reference at all."""
+    dists = [("requests", "2.32.0", "cp311-cp311-linux_x86_64"), ("boto", "1.0.1", PURE)]
+    components = _components(_generate(tmp_path, lock, dists))
+    assert [r["url"] for r in components["requests"]["externalReferences"]] == [
+        "https://files.example/requests-2.32.0.tar.gz"
+    ]
+    assert "hashes" not in components["requests"]
+    assert "externalReferences" not in components["boto"]
+    assert components["boto"]["version"] == "1.0.1"
 
 
-@pytest.fixture(scope="module")
-def image_sbom() -> bytes:
-    return sbom.generate(ROOT, target=DEBIAN, epoch=1_700_000_000)
+def test_workspace_members_are_marked_with_their_path(tmp_path: Path, lock: Path) -> None:
+    components = _components(_generate(tmp_path, lock, INSTALLED))
+    members = {
+        name: c["properties"]
+        for name, c in components.items()
+        if any(p["name"] == sbom.WORKSPACE_PROPERTY for p in c.get("properties", []))
+    }
+    assert members == {
+        "demo-core": [{"name": "airnub:workspace:path", "value": "packages/core"}],
+        "demo-flows": [{"name": "airnub:workspace:path", "value": "packages/flows"}],
+    }
+    assert all("externalReferences" not in components[m] for m in members)
 
 
-def _components(data: bytes) -> dict[str, str]:
-    return {c["name"]: c["version"] for c in json.loads(data)["components"]}
-
-
-def _locked_versions() -> dict[str, str]:
-    lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    return {p["name"]: p["version"] for p in lock["package"] if "version" in p}
-
-
-@pytest.fixture(scope="module")
-def whole() -> bytes:
-    """The committed uv.lock.cdx.json (checked current by the first test)."""
-    return (ROOT / sbom.LOCK_SBOM).read_bytes()
-
-
-def test_committed_lock_sbom_describes_uv_lock(whole: bytes) -> None:
-    assert whole == sbom.lock_sbom(ROOT), f"stale {sbom.LOCK_SBOM}: {sbom.REFRESH}"
-    assert sbom.committed(ROOT) == whole
-
-
-def test_two_generations_are_byte_identical(image_sbom: bytes) -> None:
-    assert sbom.generate(ROOT, target=DEBIAN, epoch=1_700_000_000) == image_sbom
-    assert sbom.lock_sbom(ROOT) == sbom.lock_sbom(ROOT)
-
-
-def _workspace_copy(dest: Path) -> Path:
-    """The files `uv export --frozen` reads: the root and member pyproject.toml and uv.lock."""
-    for rel in ["pyproject.toml", "uv.lock", *(
-        str(p.relative_to(ROOT)) for p in ROOT.glob("packages/*/pyproject.toml")
-    )]:  # fmt: skip
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_bytes((ROOT / rel).read_bytes())
-    return dest
-
-
-def test_a_missing_or_stale_lock_sbom_is_refused_then_rewritten(tmp_path: Path) -> None:
-    project = _workspace_copy(tmp_path)
-    with pytest.raises(sbom.StaleSbom, match=r"uv\.lock\.cdx\.json is missing; run `hatch run"):
-        sbom.generate(project, target=DEBIAN)
-    assert sbom.main(["lock", "--project", str(project), "--check"]) == 1
-    assert sbom.main(["lock", "--project", str(project)]) == 0
-    assert sbom.main(["lock", "--project", str(project), "--check"]) == 0
-    assert (project / sbom.LOCK_SBOM).read_bytes() == (ROOT / sbom.LOCK_SBOM).read_bytes()
-    # uv.lock changes (one wheel's hash) and the committed file no longer matches.
-    lock = (project / "uv.lock").read_text()
-    wheel_hash = "92daf7e42c52b0787e6c75d01ecfb9a94f4ceff3764958b570c1dddedd47b200"  # readchar
-    assert wheel_hash in lock
-    (project / "uv.lock").write_text(lock.replace(wheel_hash, "0" * 64))
-    with pytest.raises(sbom.StaleSbom, match=r"does not describe .*uv\.lock any more"):
-        sbom.generate(project, target=DEBIAN)
-    assert sbom.main(["lock", "--project", str(project), "--check"]) == 1
-    # `image build` rewrites it (and says so) rather than stop after a `uv lock`.
-    assert sbom.refresh(project) == (sbom.lock_sbom(project), True)
-    assert sbom.main(["lock", "--project", str(project), "--check"]) == 0
-    assert sbom.refresh(project) == (sbom.lock_sbom(project), False)
-
-
-def test_uv_alone_is_not_reproducible_normalised_it_is(raw: dict[str, Any]) -> None:
-    # What is normalised away: uv writes a wall-clock timestamp and a random serial.
-    assert "timestamp" in raw["metadata"]
-    again = sbom.export_cyclonedx(ROOT)
-    assert again["serialNumber"] != raw["serialNumber"]
-    serial = sbom.serial_number("0" * 64)
-    assert sbom.render(sbom.normalise(raw, serial=serial)) == sbom.render(
-        sbom.normalise(again, serial=serial)
-    )
-
-
-def test_serial_is_derived_from_the_lock(image_sbom: bytes, whole: bytes) -> None:
-    digest = hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
-    lock_serial = json.loads(whole)["serialNumber"]
-    assert lock_serial == f"urn:uuid:{uuid.uuid5(sbom.SERIAL_NAMESPACE, digest)}"
-    # The image's SBOM (one interpreter's subset) has its own serial, from the lock's.
-    serial = json.loads(image_sbom)["serialNumber"]
-    assert serial == sbom.serial_number(lock_serial, DEBIAN.key) != lock_serial
-    assert serial != json.loads(sbom.generate(ROOT, target=_target("3.11.7")))["serialNumber"]
-    assert sbom.serial_number("1" * 64) != sbom.serial_number("2" * 64)
-    uuid.UUID(serial.removeprefix("urn:uuid:"))  # a valid UUID
-
-
-def test_timestamp_is_the_epoch_or_absent(image_sbom: bytes, whole: bytes) -> None:
-    assert json.loads(image_sbom)["metadata"]["timestamp"] == "2023-11-14T22:13:20Z"
-    assert "timestamp" not in json.loads(whole)["metadata"]
-    assert "timestamp" not in json.loads(sbom.generate(ROOT, target=DEBIAN))["metadata"]
-
-
-def test_stable_json_sorted_keys_and_components(image_sbom: bytes) -> None:
-    data = json.loads(image_sbom)
-    assert image_sbom == (json.dumps(data, sort_keys=True, indent=2) + "\n").encode()
-    assert data["bomFormat"] == "CycloneDX"
-    assert data["specVersion"] == "1.5"
-    names = [(c["name"], c["version"]) for c in data["components"]]
-    assert names == sorted(names)
-    refs = [d["ref"] for d in data["dependencies"]]
-    assert refs == sorted(refs)
-    assert str(ROOT).encode() not in image_sbom  # no path of this machine
-
-
-def test_order_of_uv_output_does_not_matter(raw: dict[str, Any]) -> None:
-    shuffled = json.loads(json.dumps(raw))
-    rng = random.Random(7)
-    rng.shuffle(shuffled["components"])
-    rng.shuffle(shuffled["dependencies"])
-    for dep in shuffled["dependencies"]:
-        rng.shuffle(dep.get("dependsOn", []))
-    for comp in shuffled["components"]:
-        rng.shuffle(comp.get("externalReferences", []))
-    serial = sbom.serial_number("0" * 64)
-    assert sbom.render(sbom.normalise(shuffled, serial=serial, target=DEBIAN)) == sbom.render(
-        sbom.normalise(raw, serial=serial, target=DEBIAN)
-    )
-
-
-def test_prefect_and_the_workspace_packages_with_locked_versions(image_sbom: bytes) -> None:
-    components = _components(image_sbom)
-    locked = _locked_versions()
-    for name in ["prefect", *sorted(WORKSPACE)]:
-        assert components[name] == locked[name], name
-    # Every component is a locked package at its locked version.
-    assert {n: locked[n] for n in components} == components
-    meta = json.loads(image_sbom)["metadata"]
-    assert meta["component"]["name"] == "airnub-prefect-starter"  # the workspace root
-
-
-def test_no_dev_only_package(image_sbom: bytes, whole: bytes) -> None:
-    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    dev = {canonicalize_name(Requirement(r).name) for r in root["dependency-groups"]["dev"]}
-    runtime = {r.name for r in wheelhouse.parse_requirements(wheelhouse.export_lock(ROOT))}
-    dev_only = dev - {canonicalize_name(n) for n in runtime}
-    assert {"pytest", "hypothesis", "mypy", "ruff", "playwright", "moto"} <= dev_only
-    for data in (image_sbom, whole):
-        names = {canonicalize_name(n) for n in _components(data)}
-        assert dev_only & names == set()
-        assert "iniconfig" not in names  # pulled in by pytest only
-
-
-def test_image_sbom_is_the_wheelhouse_set(whole: bytes) -> None:
-    """Same packages the image installs: the wheelhouse's selection plus the workspace."""
-    reqs = wheelhouse.parse_requirements(wheelhouse.export_lock(ROOT))
-    for full in ("3.11.2", "3.11.7"):
-        target = _target(full)
-        expected = {r.name: r.version for r in wheelhouse.select(reqs, target)}
-        components = _components(sbom.generate(ROOT, target=target))
-        assert {n: v for n, v in components.items() if n not in WORKSPACE} == expected
-        assert set(components) >= WORKSPACE
-        assert "pywin32" not in components
-        assert ("async-timeout" in components) == (full == "3.11.2")
-    # Without a target: the whole locked set, every platform.
-    every = _components(whole)
-    assert {"pywin32", "async-timeout"} <= set(every)
-    assert set(every) - WORKSPACE == {r.name for r in reqs}
-
-
-def test_dropped_components_leave_no_dangling_dependency(image_sbom: bytes) -> None:
-    data = json.loads(image_sbom)
+def test_dependencies_are_the_locks_edges_between_installed_components(
+    tmp_path: Path, lock: Path
+) -> None:
+    data = json.loads(_generate(tmp_path, lock, INSTALLED))
+    deps = {d["ref"].split("/")[-1]: [r.split("/")[-1] for r in d["dependsOn"]]
+            for d in data["dependencies"]}  # fmt: skip
+    assert deps == {
+        # The root asks for demo-core[aws]: boto is core's through that extra.
+        "demo-root@0.1.0": ["demo-core@0.1.0", "demo-flows@0.2.0"],
+        "demo-core@0.1.0": ["boto@1.0.0", "requests@2.32.0"],
+        "demo-flows@0.2.0": ["demo-core@0.1.0"],  # pywin32: marker false, not installed
+        "requests@2.32.0": ["charset-normalizer@3.4.0"],
+        "charset-normalizer@3.4.0": [],
+        "boto@1.0.0": [],
+    }
     refs = {c["bom-ref"] for c in data["components"]} | {data["metadata"]["component"]["bom-ref"]}
     for dep in data["dependencies"]:
         assert dep["ref"] in refs
-        assert set(dep.get("dependsOn", [])) <= refs, dep["ref"]
+        assert set(dep["dependsOn"]) <= refs, dep["ref"]
+    # An edge whose marker is false here is not followed, even to an installed component.
+    windows = json.loads(_generate(tmp_path / "w", lock, [*INSTALLED, ("pywin32", "312", None)]))
+    flows = [d for d in windows["dependencies"] if d["ref"] == "pkg:pypi/demo-flows@0.2.0"]
+    assert flows == [
+        {"ref": "pkg:pypi/demo-flows@0.2.0", "dependsOn": ["pkg:pypi/demo-core@0.1.0"]}
+    ]
+    assert data["metadata"]["component"] == {
+        "type": "application", "bom-ref": "demo-root@0.1.0", "name": "demo-root",
+        "version": "0.1.0",
+    }  # fmt: skip
 
 
-def test_cli_cuts_the_lock_sbom_for_this_interpreter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole: bytes
+def test_byte_identical_from_the_same_set_wherever_and_in_whatever_order(
+    tmp_path: Path, lock: Path
 ) -> None:
-    """What the Nix build runs with the image's venv: this interpreter's SBOM."""
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = _generate(tmp_path / "a", lock, INSTALLED)
+    second = _generate(tmp_path / "b" / "deeper", lock, list(reversed(INSTALLED)))
+    assert first == second
+    assert str(tmp_path).encode() not in first  # no path of this machine
+    data = json.loads(first)
+    assert first == (json.dumps(data, sort_keys=True, indent=2) + "\n").encode()
+    assert (data["bomFormat"], data["specVersion"]) == ("CycloneDX", "1.5")
+    assert "timestamp" not in data["metadata"]
+    names = [c["name"] for c in data["components"]]
+    assert names == sorted(names)
+    assert [d["ref"] for d in data["dependencies"]] == sorted(
+        d["ref"] for d in data["dependencies"]
+    )
+
+
+def test_serial_is_derived_from_the_content(tmp_path: Path, lock: Path) -> None:
+    data = json.loads(_generate(tmp_path / "a", lock, INSTALLED))
+    serial = data.pop("serialNumber")
+    digest = hashlib.sha256(sbom.render(data)).hexdigest()
+    assert serial == f"urn:uuid:{uuid.uuid5(sbom.SERIAL_NAMESPACE, digest)}"
+    other = json.loads(_generate(tmp_path / "b", lock, INSTALLED[:-1]))  # boto not installed
+    assert other["serialNumber"] != serial
+
+
+def test_cli_writes_the_file_or_standard_output(tmp_path: Path, lock: Path) -> None:
+    venv = make_venv(tmp_path / "venv", INSTALLED)
     out = tmp_path / "out" / "sbom.cdx.json"
-    args = ["image", "--input", str(ROOT / sbom.LOCK_SBOM), "--output", str(out)]
-    assert sbom.main(args) == 0
-    here = wheelhouse.current_target()
-    assert here.markers["python_full_version"] == platform.python_version()
-    assert out.read_bytes() == sbom.for_target(whole, here, 1_700_000_000)
-    assert json.loads(out.read_bytes())["metadata"]["timestamp"] == "2023-11-14T22:13:20Z"
+    assert sbom.main(["--lock", str(lock), "--venv", str(venv), "--output", str(out)]) == 0
+    assert out.read_bytes() == sbom.generate(venv, lock)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploy_tools.image.sbom", "--lock", str(lock), "--venv", str(venv)],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert proc.stdout == out.read_bytes()
+    assert sbom.main(["--lock", str(lock), "--venv", str(tmp_path / "nothing")]) == 1
+
+
+def test_no_generated_sbom_is_committed() -> None:
+    """Nothing for `uv add` or `airnub new project` to make stale."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.cdx.json", "**/*.cdx.json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert tracked == ""
+
+
+def test_this_venv_against_the_real_lock() -> None:
+    """The test environment (the workspace installed editable, plus the dev group): every
+    workspace member of uv.lock is listed and marked; packages at their locked version name a
+    locked file."""
+    data = sbom.generate(Path(sys.prefix), ROOT / "uv.lock")
+    components = _components(data)
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    members = {
+        canonicalize_name(p["name"]): p["source"]["editable"]
+        for p in lock["package"]
+        if p["source"].get("editable", ".") != "."
+    }
+    assert len(members) >= 3
+    for name, path in members.items():
+        assert components[name]["properties"] == [{"name": sbom.WORKSPACE_PROPERTY, "value": path}]
+    locked = {(canonicalize_name(p["name"]), p["version"]) for p in lock["package"]}
+    at_locked = [c for n, c in components.items() if (n, c["version"]) in locked]
+    third_party = [c for c in at_locked if c["name"] not in members]
+    assert any(c["name"] == "prefect" for c in third_party)
+    assert all(c.get("externalReferences") for c in third_party), [
+        c["name"] for c in third_party if not c.get("externalReferences")
+    ]
+    assert sbom.generate(Path(sys.prefix), ROOT / "uv.lock") == data
+
+
+def test_airnub_image_sbom_venv_writes_that_venvs_sbom(tmp_path: Path, lock: Path) -> None:
+    """`hatch run image:sbom --venv DIR`: the generator on a venv, with the project's uv.lock."""
+    from typer.testing import CliRunner
+
+    from deploy_tools.cli import app
+
+    venv = make_venv(tmp_path / "venv", INSTALLED)
+    out = tmp_path / "sbom.cdx.json"
+    args = ["image", "sbom", "--venv", str(venv), "--project", str(tmp_path), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == sbom.generate(venv, lock)

@@ -1,7 +1,7 @@
 """`airnub image`: build the reproducible worker image and prove two builds are bit-identical.
 
 Also makes the offline images (`base`, `postgres`) with debootstrap when no registry answers,
-writes the image's SBOM (`sbom`) and audits the locked set for known vulnerabilities (`audit`).
+prints the built image's SBOM (`sbom`) and audits the locked set for known vulnerabilities (`audit`).
 """
 
 from __future__ import annotations
@@ -128,18 +128,47 @@ def postgres(
 @app.command()
 def sbom(
     *,
-    check: Annotated[bool, typer.Option(help="Only check it is current (exit 1 if not).")] = False,
+    venv: Annotated[
+        Path | None,
+        typer.Option(help="Write the SBOM of this venv (with uv.lock's hashes) instead."),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Image to read it from (default: image of [tool.airnub]).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it (default: stdout).")
+    ] = None,
     project: ProjectOpt = Path(),
 ) -> None:
-    """Write uv.lock.cdx.json: the CycloneDX SBOM of uv.lock's runtime set, every platform.
+    """Print the CycloneDX SBOM of the built image (its /app/sbom.cdx.json), or of a venv.
 
-    Commit it with uv.lock; `image build` cuts it to the image's interpreter (/app/sbom.cdx.json).
+    The image build writes it from what it installed (nothing is committed); `--venv` runs the
+    same generator on a venv here (markers evaluated for this interpreter).
     """
+    import subprocess
+    import sys
+
     from deploy_tools.image import sbom as sbom_module
 
-    raise typer.Exit(
-        sbom_module.main(["lock", "--project", str(project)] + (["--check"] if check else []))
-    )
+    if venv is not None:
+        lock = project / "uv.lock"
+        args = ["--lock", str(lock), "--venv", str(venv)]
+        raise typer.Exit(sbom_module.main(args + (["--output", str(output)] if output else [])))
+    tag = image or _settings(project).image
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "cat",
+         tag, f"/app/{sbom_module.SBOM_NAME}"],
+        capture_output=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()
+        typer.echo(f"error: no SBOM read from image {tag} (build it first): {detail}", err=True)
+        raise typer.Exit(1)
+    if output is None:
+        sys.stdout.buffer.write(proc.stdout)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(proc.stdout)
 
 
 @app.command()

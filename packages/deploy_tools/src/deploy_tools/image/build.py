@@ -1,10 +1,11 @@
 """Deterministic worker image build: assemble a context, then one `docker buildx build`.
 
 The context holds only what the image needs: `Dockerfile.worker`, the hash-locked
-`requirements.txt`, a wheelhouse for the image's interpreter, the workspace packages as
-reproducible wheels, the entrypoint, the `deploy/` YAML files and the CycloneDX SBOM of the
-Python set (`sbom.cdx.json`, also kept in `.image/`). Every file in it gets the mtime
-SOURCE_DATE_EPOCH (the last commit time), so two clean builds give one digest.
+`requirements.txt`, a wheelhouse for the image's interpreter, every workspace member as a
+reproducible wheel, `uv.lock` (mounted, for the SBOM the build writes of what it installed),
+the entrypoint and the `deploy/` YAML files. Every file in it gets the mtime SOURCE_DATE_EPOCH
+(the last commit time), so two clean builds give one digest. The image's `/app/sbom.cdx.json`
+is also kept beside the build (`.image/sbom.cdx.json`), read from the built archive.
 
 A base image missing from the local store is pulled when it is pinned by digest, else (or when
 the pull fails) the build is refused with the offline alternative.
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -25,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy_tools.image import sbom, wheelhouse
+from deploy_tools.image import layerdiff, sbom, wheelhouse
 
 DEFAULT_TAG = "airnub-worker:latest"
 DOCKERFILE = "Dockerfile.worker"
 ENTRYPOINT = Path(__file__).with_name("entrypoint.sh")
 DEFAULT_SOURCE = "https://example.invalid/airnub-prefect-starter"
+SBOM_IN_IMAGE = "app/" + sbom.SBOM_NAME  # written by the build (Dockerfile.worker)
 # What to do when the base image is neither in the local store nor pullable.
 OFFLINE_HINT = (
     "offline, make the Debian base with `airnub image base` (or ci/provision-docker.sh) and "
@@ -184,13 +187,12 @@ def assemble_context(
     target: wheelhouse.Target,
     wheel_cache: Path,
     epoch: int,
-    lock_bom: bytes,
 ) -> None:
     """Write the build context for ``project`` into an empty folder ``ctx``."""
     ctx.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project / DOCKERFILE, ctx / "Dockerfile")
-    # The SBOM of what the image installs: uv.lock.cdx.json (``lock_bom``) cut to its interpreter.
-    (ctx / sbom.SBOM_NAME).write_bytes(sbom.for_target(lock_bom, target, epoch))
+    # Bind-mounted where the SBOM is written: the hashes of the locked files installed.
+    shutil.copyfile(project / "uv.lock", ctx / "uv.lock")
     reqs = wheelhouse.select(wheelhouse.parse_requirements(wheelhouse.export_lock(project)), target)
     (ctx / "requirements.txt").write_text("".join(r.line() + "\n" for r in reqs))
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
@@ -218,8 +220,12 @@ def buildx(
     *,
     no_cache: bool = False,
     quiet: bool = False,
+    sbom_out: Path | None = None,
 ) -> str:
-    """Run the deterministic `docker buildx build` and return the image's manifest digest."""
+    """Run the deterministic `docker buildx build` and return the image's manifest digest.
+
+    ``sbom_out``: where to copy the image's ``/app/sbom.cdx.json`` (read from the archive).
+    """
     with tempfile.TemporaryDirectory(prefix="airnub-buildx-") as tmp:
         metadata = Path(tmp) / "metadata.json"
         archive = Path(tmp) / "image.oci.tar"
@@ -244,12 +250,29 @@ def buildx(
             detail = f"\n{proc.stdout}{proc.stderr}" if quiet else ""
             raise RuntimeError(f"docker buildx build failed ({proc.returncode}){detail}")
         digest = str(json.loads(metadata.read_text())["containerimage.digest"])
+        if sbom_out is not None:
+            sbom_out.parent.mkdir(parents=True, exist_ok=True)
+            sbom_out.write_bytes(archive_file(archive, SBOM_IN_IMAGE))
         load = subprocess.run(
             ["docker", "load", "-i", str(archive)], capture_output=True, text=True
         )
         if load.returncode != 0:
             raise RuntimeError(f"docker load failed: {load.stderr}")
         return digest
+
+
+def archive_file(archive: Path, path: str) -> bytes:
+    """The content of ``path`` (relative to /) in an OCI image archive: from the topmost layer
+    that holds it as a regular file."""
+    image = layerdiff.read_image(archive)
+    with tarfile.open(archive) as outer:
+        for digest in reversed(image.layers):
+            with tarfile.open(fileobj=layerdiff.blob(outer, digest), mode="r:*") as layer:
+                for member in layer:
+                    if member.name.removeprefix("./") == path and member.isfile():
+                        fh = layer.extractfile(member)
+                        return fh.read() if fh else b""
+    raise RuntimeError(f"the built image has no /{path}")
 
 
 # Files whose change means a built image is out of date (`git status` of these paths).
@@ -302,14 +325,11 @@ def build_image(opts: BuildOptions) -> BuildResult:
     ensure_base_image(base, log=opts.log)
     epoch = opts.epoch if opts.epoch is not None else source_date_epoch(project)
     target = wheelhouse.probe_target(base)
-    lock_bom, rewritten = sbom.refresh(project)
-    if rewritten:  # after `uv lock`: the build goes on, the user is told to commit
-        opts.log(f"rewrote {sbom.LOCK_SBOM} from uv.lock (it was stale): commit it with uv.lock")
     ctx = opts.context_dir or project / ".image" / "context"
     if ctx.exists():
         shutil.rmtree(ctx)
     wheel_cache = opts.wheel_cache or project / ".image" / "wheelhouse"
-    assemble_context(project, ctx, target, wheel_cache, epoch, lock_bom)
+    assemble_context(project, ctx, target, wheel_cache, epoch)
     args = {
         "BASE_IMAGE": base,
         "SOURCE_DATE_EPOCH": str(epoch),
@@ -319,9 +339,9 @@ def build_image(opts: BuildOptions) -> BuildResult:
         "SOURCE": opts.source,
         **opts.build_args,
     }
-    digest = buildx(ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet)
     # Beside the build: the same bytes as /app/sbom.cdx.json in the image.
     sbom_path = opts.sbom_path or project / ".image" / sbom.SBOM_NAME
-    sbom_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ctx / sbom.SBOM_NAME, sbom_path)
+    digest = buildx(
+        ctx, opts.tag, args, no_cache=opts.no_cache, quiet=opts.quiet, sbom_out=sbom_path
+    )
     return BuildResult(opts.tag, digest, time.monotonic() - start, ctx, args["REVISION"], sbom_path)

@@ -1,158 +1,254 @@
-"""A CycloneDX 1.5 SBOM of the image's Python set, from uv.lock, byte-identical across builds.
+"""A CycloneDX 1.5 SBOM of what a venv has installed, with the hashes uv.lock records.
 
-Two files:
-- ``uv.lock.cdx.json``, committed beside ``uv.lock``: the whole locked runtime set (every
-  platform), made by ``uv export --format cyclonedx1.5`` (a preview feature of uv): the
-  workspace root's runtime dependencies (``--no-dev``, the root's extras such as
-  ``airnub-pipeline-core[aws]``) plus the three workspace packages. uv writes a wall-clock
-  ``metadata.timestamp`` and a random ``serialNumber``; here there is no timestamp, the serial
-  is a UUID derived from uv.lock's sha256, and every list and key is sorted.
-  ``hatch run image:sbom`` writes it; ``image build`` rewrites a stale one and says so (the
-  Nix build cannot: it takes the file as committed); a unit test refuses a stale one in CI.
-- the image's ``/app/sbom.cdx.json``: that file cut to one interpreter (components whose
-  environment marker is false for it, ``pywin32``, …, dropped), timestamped with
-  SOURCE_DATE_EPOCH. ``image build`` probes the base image's interpreter; the Nix build runs
-  ``python -m deploy_tools.image.sbom image`` with the image's own venv, because Nix has no uv
-  of the pinned version. Both start from the same committed bytes.
+Made where the venv is, from what is installed, so no committed file can go stale on `uv add`
+or `airnub new project`: Dockerfile.worker runs it in the image build right after the workspace
+wheels are installed (the venv's own interpreter, uv.lock bind-mounted), and the Nix image's
+root runs the same command on the Nix venv. Both write ``/app/sbom.cdx.json``.
 
-    python -m deploy_tools.image.sbom lock [--project .] [--check]
-    python -m deploy_tools.image.sbom image --input uv.lock.cdx.json --output F [--epoch N]
+    python -m deploy_tools.image.sbom --lock uv.lock [--venv DIR] [--output FILE]
+
+- components: one per distribution of the venv's site-packages (every ``*.dist-info``): the
+  PEP 503 name, the version, the purl ``pkg:pypi/<name>@<version>``. For a version uv.lock
+  pins, the lock's file: the wheel whose tags are the installed ``WHEEL`` tags (its sha256 is
+  also the component's hash), else the locked sdist (what a build from source started from).
+  Workspace members (``editable``/``virtual`` in uv.lock) carry ``airnub:workspace:path``.
+- dependencies: uv.lock's edges between installed components (markers evaluated for the
+  running interpreter, extras followed from the workspace root's dependencies).
+- bytes that depend only on the venv and uv.lock: no timestamp, everything sorted, keys
+  sorted, the serial a UUID derived from the rest of the document.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
+import importlib.metadata
 import json
-import os
-import subprocess
 import sys
+import tomllib
+import urllib.parse
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.markers import Marker
+from packaging.markers import InvalidMarker, Marker
+from packaging.tags import Tag, parse_tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
-from deploy_tools.image.wheelhouse import Target, current_target
-
-SBOM_NAME = "sbom.cdx.json"  # the image's, beside the build and at /app/sbom.cdx.json
-LOCK_SBOM = "uv.lock.cdx.json"  # the lock's whole set, committed beside uv.lock
-REFRESH = "run `hatch run image:sbom` and commit it with uv.lock"
-# The exact flags: the root (virtual) project's runtime set, as wheelhouse.export_lock, but
-# with the workspace members listed as components.
-UV_EXPORT = ("uv", "export", "--format", "cyclonedx1.5", "--frozen", "--no-dev",
-             "--preview-features", "sbom-export")  # fmt: skip
-# Namespace of the serial numbers (uuid5 of uv.lock's sha256 in it). Fixed forever.
+SBOM_NAME = "sbom.cdx.json"  # the image's, at /app/sbom.cdx.json and beside the build
+# Namespace of the serial numbers (uuid5 of the document's sha256 in it). Fixed forever.
 SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:airnub-prefect-starter:sbom")
-MARKER_PROPERTY = "uv:package:marker"
+WORKSPACE_PROPERTY = "airnub:workspace:path"
+TOOL = "airnub-deploy-tools"  # the distribution this module ships in (metadata.tools)
 
 Bom = dict[str, Any]
 
 
-class StaleSbom(RuntimeError):
-    """uv.lock.cdx.json is missing or no longer describes uv.lock."""
+@dataclass(frozen=True)
+class Installed:
+    """One distribution found in the venv."""
+
+    name: str  # PEP 503 normalised
+    version: str
+    tags: frozenset[Tag]  # from its WHEEL file (empty: not installed from a wheel)
 
 
-def export_cyclonedx(project: Path) -> Bom:
-    """uv's CycloneDX export of ``project``'s lock, as parsed JSON (uv.lock is not changed)."""
-    proc = subprocess.run([*UV_EXPORT], cwd=project, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"`{' '.join(UV_EXPORT)}` failed ({proc.returncode}); it needs a uv "
-            f"with the sbom-export preview feature (tested with uv 0.13.9):\n{proc.stderr[-2000:]}"
-        )
-    bom: Bom = json.loads(proc.stdout)
-    return bom
+def site_packages(venv: Path) -> list[Path]:
+    """The venv's site-packages folders (``lib/python3.*/site-packages``, ``lib64`` too)."""
+    found: dict[Path, Path] = {}
+    for lib in ("lib", "lib64"):
+        for path in sorted(venv.glob(f"{lib}/python3*/site-packages")):
+            found.setdefault(path.resolve(), path)
+    if not found:
+        raise FileNotFoundError(f"{venv} has no lib/python3.*/site-packages: not a venv")
+    return list(found.values())
 
 
-def lock_sha256(project: Path) -> str:
-    """sha256 of ``project/uv.lock``'s bytes."""
-    return hashlib.sha256((project / "uv.lock").read_bytes()).hexdigest()
-
-
-def serial_number(lock_id: str, target_key: str | None = None) -> str:
-    """``urn:uuid:<uuid5>`` of ``lock_id`` (uv.lock's sha256 for the lock's SBOM; that SBOM's
-    serial for an image's), and of the target's key when cut for one."""
-    name = lock_id if target_key is None else f"{lock_id}/{target_key}"
-    return f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, name)}"
-
-
-def _marker(component: Bom) -> str | None:
-    for prop in component.get("properties", []):
-        if prop.get("name") == MARKER_PROPERTY:
-            return str(prop["value"])
-    return None
-
-
-def _for_target(bom: Bom, target: Target) -> None:
-    """Drop the components (and their dependency edges) whose marker is false for ``target``."""
-    env = dict(target.markers)
-    dropped = {
-        c["bom-ref"]
-        for c in bom.get("components", [])
-        if (m := _marker(c)) is not None and not Marker(m).evaluate(env)
-    }
-    bom["components"] = [c for c in bom.get("components", []) if c["bom-ref"] not in dropped]
-    deps = []
-    for dep in bom.get("dependencies", []):
-        if dep["ref"] in dropped:
+def installed(venv: Path) -> list[Installed]:
+    """Every distribution of ``venv``, sorted by name and version."""
+    paths = [str(p) for p in site_packages(venv)]
+    out: set[Installed] = set()
+    for dist in importlib.metadata.distributions(path=paths):
+        name, version = dist.metadata["Name"], dist.metadata["Version"]
+        if not name or not version:
             continue
-        if "dependsOn" in dep:
-            dep["dependsOn"] = [r for r in dep["dependsOn"] if r not in dropped]
-        deps.append(dep)
-    bom["dependencies"] = deps
-
-
-def _sort_component(component: Bom) -> Bom:
-    refs = component.get("externalReferences")
-    if refs is not None:
-        for ref in refs:
-            if "hashes" in ref:
-                ref["hashes"] = sorted(ref["hashes"], key=lambda h: (h["alg"], h["content"]))
-        component["externalReferences"] = sorted(refs, key=lambda r: (r["type"], r["url"]))
-    if "properties" in component:
-        component["properties"] = sorted(
-            component["properties"], key=lambda p: (p["name"], p["value"])
+        wheel = dist.read_text("WHEEL") or ""
+        tags = frozenset(
+            tag
+            for line in wheel.splitlines()
+            if line.startswith("Tag:")
+            for tag in parse_tag(line.split(":", 1)[1].strip())
         )
-    return component
+        out.add(Installed(str(canonicalize_name(name)), version, tags))
+    return sorted(out, key=lambda d: (d.name, d.version))
 
 
-def normalise(
-    bom: Bom, *, serial: str, epoch: int | None = None, target: Target | None = None
-) -> Bom:
-    """A copy of ``bom`` that depends only on its inputs (lock, target, epoch), not on the clock.
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
-    ``metadata.timestamp`` becomes ``epoch`` (UTC, seconds) or is dropped; ``serialNumber`` is
-    ``serial``; components, their references, hashes and properties, the tools and the
-    dependency graph are sorted. Keys are sorted when rendered (:func:`render`).
-    """
-    out = copy.deepcopy(bom)
-    if target is not None:
-        _for_target(out, target)
-    out["serialNumber"] = serial
-    meta = out.setdefault("metadata", {})
-    meta.pop("timestamp", None)
-    if epoch is not None:
-        meta["timestamp"] = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(meta.get("tools"), list):
-        meta["tools"] = sorted(
-            meta["tools"], key=lambda t: (t.get("name", ""), t.get("version", ""))
-        )
-    if "component" in meta:
-        _sort_component(meta["component"])
-    out["components"] = sorted(
-        (_sort_component(c) for c in out.get("components", [])),
-        key=lambda c: (c["name"], c.get("version", ""), c["bom-ref"]),
-    )
-    deps = []
-    for dep in out.get("dependencies", []):
-        if "dependsOn" in dep:
-            dep["dependsOn"] = sorted(dep["dependsOn"])
-        deps.append(dep)
-    out["dependencies"] = sorted(deps, key=lambda d: d["ref"])
-    return out
+
+def _file_name(entry: dict[str, Any]) -> str:
+    where = str(entry.get("url") or entry.get("path") or entry.get("filename") or "")
+    return urllib.parse.unquote(where.rsplit("/", 1)[-1])
+
+
+def _reference(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A CycloneDX ``distribution`` reference for a uv.lock wheel/sdist entry with a hash."""
+    algo, _, digest = str(entry.get("hash", "")).partition(":")
+    if algo != "sha256" or not digest:
+        return None
+    url = str(entry.get("url") or entry.get("path") or entry.get("filename"))
+    return {"type": "distribution", "url": url, "hashes": [{"alg": "SHA-256", "content": digest}]}
+
+
+def _locked_file(dist: Installed, package: dict[str, Any]) -> tuple[list[Bom], bool]:
+    """The lock's reference(s) for what ``dist`` was installed from; True if it is the exact
+    wheel (matched by its tags)."""
+    for wheel in package.get("wheels", []):
+        try:
+            _, _, _, tags = parse_wheel_filename(_file_name(wheel))
+        except InvalidWheelFilename:
+            continue
+        if dist.tags and tags == dist.tags and (ref := _reference(wheel)) is not None:
+            return [ref], True
+    sdist = package.get("sdist")
+    ref = _reference(sdist) if isinstance(sdist, dict) else None
+    return ([ref] if ref else []), False
+
+
+def _is_member(package: dict[str, Any]) -> bool:
+    source = package.get("source", {})
+    return "editable" in source or "virtual" in source
+
+
+def _is_root(package: dict[str, Any]) -> bool:
+    source = package.get("source", {})
+    return "." in (source.get("editable"), source.get("virtual"))
+
+
+def _name(entry: dict[str, Any]) -> str:
+    """The PEP 503 name of a uv.lock package or dependency entry."""
+    return str(canonicalize_name(str(entry["name"])))
+
+
+def _purl(name: str, version: str) -> str:
+    return f"pkg:pypi/{name}@{version}"
+
+
+def _applies(dep: dict[str, Any]) -> bool:
+    """Whether a uv.lock dependency's marker holds here (one this packaging cannot read is
+    followed: an extra edge, never a missing one)."""
+    marker = dep.get("marker")
+    if marker is None:
+        return True
+    try:
+        return Marker(str(marker)).evaluate()
+    except InvalidMarker:
+        return True
+
+
+def _edges(
+    dists: dict[str, Installed], packages: dict[str, dict[str, Any]], root: dict[str, Any] | None
+) -> dict[str, set[str]]:
+    """name -> names it depends on, both installed; extras requested anywhere are followed."""
+    extras: dict[str, set[str]] = {name: set() for name in dists}
+    edges: dict[str, set[str]] = {name: set() for name in dists}
+    for dep in (root or {}).get("dependencies", []):
+        if (name := _name(dep)) in dists and _applies(dep):
+            extras[name] |= set(dep.get("extra", []))
+    changed = True
+    while changed:
+        changed = False
+        for name in sorted(dists):
+            package = packages.get(name)
+            if package is None:
+                continue
+            optional = package.get("optional-dependencies", {})
+            deps = list(package.get("dependencies", []))
+            for extra in sorted(extras[name]):
+                deps += optional.get(extra, [])
+            for dep in deps:
+                target = _name(dep)
+                if target not in dists or target == name or not _applies(dep):
+                    continue
+                edges[name].add(target)
+                new = set(dep.get("extra", [])) - extras[target]
+                if new:
+                    extras[target] |= new
+                    changed = True
+    return edges
+
+
+def build(dists: Iterable[Installed], lock: dict[str, Any], tool_version: str) -> Bom:
+    """The SBOM (without its serial number) of ``dists`` against the parsed uv.lock ``lock``."""
+    by_name = {d.name: d for d in dists}
+    lock_packages = lock.get("package", [])
+    root = next((p for p in lock_packages if _is_root(p)), None)
+    # The lock's entry for the version installed (a name can be locked at several versions).
+    packages = {
+        name: p
+        for p in lock_packages
+        if (name := _name(p)) in by_name
+        and _same_version(str(p.get("version", "")), by_name[name].version)
+    }
+    components = []
+    for name, dist in sorted(by_name.items()):
+        component: Bom = {
+            "type": "library",
+            "bom-ref": _purl(name, dist.version),
+            "name": name,
+            "version": dist.version,
+            "purl": _purl(name, dist.version),
+        }
+        package = packages.get(name)
+        if package is not None and _is_member(package):
+            path = package["source"].get("editable") or package["source"].get("virtual")
+            component["properties"] = [{"name": WORKSPACE_PROPERTY, "value": str(path)}]
+        elif package is not None:
+            refs, exact = _locked_file(dist, package)
+            if refs:
+                component["externalReferences"] = refs
+            if exact:
+                component["hashes"] = refs[0]["hashes"]
+        components.append(component)
+    edges = _edges(by_name, packages, root)
+    dependencies = [
+        {"ref": _purl(name, by_name[name].version),
+         "dependsOn": sorted(_purl(t, by_name[t].version) for t in targets)}
+        for name, targets in sorted(edges.items())
+    ]  # fmt: skip
+    metadata: Bom = {
+        "tools": {
+            "components": [
+                {"type": "application", "name": TOOL, "version": tool_version,
+                 "description": "deploy_tools.image.sbom: the installed venv and uv.lock"}
+            ]
+        }
+    }  # fmt: skip
+    if root is not None:
+        root_name, root_version = _name(root), str(root.get("version", "0"))
+        ref = f"{root_name}@{root_version}"
+        metadata["component"] = {
+            "type": "application", "bom-ref": ref, "name": root_name, "version": root_version
+        }  # fmt: skip
+        direct = {canonicalize_name(d["name"]) for d in root.get("dependencies", []) if _applies(d)}
+        members = {n for n, p in packages.items() if _is_member(p) and not _is_root(p)}
+        on = sorted(_purl(n, by_name[n].version) for n in (direct | members) if n in by_name)
+        dependencies.append({"ref": ref, "dependsOn": on})
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "version": 1,
+        "metadata": metadata,
+        "components": components,
+        "dependencies": sorted(dependencies, key=lambda d: d["ref"]),
+    }
 
 
 def render(bom: Bom) -> bytes:
@@ -160,80 +256,44 @@ def render(bom: Bom) -> bytes:
     return (json.dumps(bom, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def lock_sbom(project: Path) -> bytes:
-    """What ``uv.lock.cdx.json`` must hold: the whole locked runtime set, no timestamp."""
-    return render(normalise(export_cyclonedx(project), serial=serial_number(lock_sha256(project))))
+def with_serial(bom: Bom) -> Bom:
+    """``bom`` with ``serialNumber`` = ``urn:uuid:<uuid5 of the sha256 of the rest>``."""
+    rest = {k: v for k, v in bom.items() if k != "serialNumber"}
+    digest = hashlib.sha256(render(rest)).hexdigest()
+    return {**rest, "serialNumber": f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, digest)}"}
 
 
-def committed(project: Path) -> bytes:
-    """``project``'s ``uv.lock.cdx.json``, checked against ``uv.lock``: :class:`StaleSbom` if not."""
-    path = project / LOCK_SBOM
-    if not path.is_file():
-        raise StaleSbom(f"{path} is missing; {REFRESH}")
-    data = path.read_bytes()
-    if data != lock_sbom(project):
-        raise StaleSbom(f"{path} does not describe {project / 'uv.lock'} any more; {REFRESH}")
-    return data
+def _tool_version() -> str:
+    try:
+        return importlib.metadata.version(TOOL)
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
 
 
-def refresh(project: Path) -> tuple[bytes, bool]:
-    """:func:`lock_sbom`'s bytes (one export), written to a missing or stale ``uv.lock.cdx.json``;
-    and whether it was rewritten."""
-    data = lock_sbom(project)
-    path = project / LOCK_SBOM
-    if path.is_file() and path.read_bytes() == data:
-        return data, False
-    path.write_bytes(data)
-    return data, True
-
-
-def for_target(lock_bom: bytes, target: Target, epoch: int | None = None) -> bytes:
-    """The image's SBOM: ``lock_bom`` (a ``uv.lock.cdx.json``) cut to what ``target`` installs.
-
-    Its serial is derived from the lock's and the target's key, its timestamp is ``epoch``.
-    """
-    bom: Bom = json.loads(lock_bom)
-    serial = serial_number(str(bom["serialNumber"]), target.key)
-    return render(normalise(bom, serial=serial, epoch=epoch, target=target))
-
-
-def generate(project: Path, *, target: Target, epoch: int | None = None) -> bytes:
-    """The image's SBOM for ``target``, from ``project``'s checked ``uv.lock.cdx.json``."""
-    return for_target(committed(project), target, epoch)
+def generate(venv: Path, lock: Path) -> bytes:
+    """The SBOM bytes of what ``venv`` has installed, with ``lock``'s (a uv.lock) hashes."""
+    data = tomllib.loads(lock.read_text())
+    return render(with_serial(build(installed(venv), data, _tool_version())))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``lock`` writes (``--check``: checks) uv.lock.cdx.json; ``image`` cuts it for this
-    interpreter (the Nix build runs that with the image's own venv)."""
+    """CLI: write the SBOM of ``--venv`` (default: this interpreter's) to ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command", required=True)
-    lock = sub.add_parser("lock", help=f"write {LOCK_SBOM} from uv.lock (uv export)")
-    lock.add_argument("--project", type=Path, default=Path())
-    lock.add_argument("--check", action="store_true", help="only check it; exit 1 when stale")
-    image = sub.add_parser("image", help="the SBOM of what this interpreter installs")
-    image.add_argument("--input", type=Path, required=True, help=f"a {LOCK_SBOM}")
-    image.add_argument("--output", type=Path, required=True)
-    image.add_argument("--epoch", type=int, default=None,
-                       help="metadata.timestamp (default: $SOURCE_DATE_EPOCH, else none)")  # fmt: skip
+    parser.add_argument("--lock", type=Path, required=True, help="the uv.lock it was locked from")
+    parser.add_argument("--venv", type=Path, default=Path(sys.prefix),
+                        help="the venv (default: this interpreter's, %(default)s)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=None, help="default: standard output")
     args = parser.parse_args(argv)
-    if args.command == "lock":
-        project = args.project.resolve()
-        try:
-            if args.check:
-                committed(project)
-                print(f"{project / LOCK_SBOM} describes uv.lock", file=sys.stderr)
-                return 0
-            refresh(project)
-        except RuntimeError as exc:  # StaleSbom, or uv export failed
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {project / LOCK_SBOM}", file=sys.stderr)
-        return 0
-    env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    epoch = args.epoch if args.epoch is not None else (int(env_epoch) if env_epoch else None)
-    data = for_target(args.input.read_bytes(), current_target(), epoch)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(data)
+    try:
+        data = generate(args.venv, args.lock)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_bytes(data)
     return 0
 
 

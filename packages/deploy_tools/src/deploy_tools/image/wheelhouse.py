@@ -98,25 +98,18 @@ def probe_target(image: str) -> Target:
     return _target(out)
 
 
-def current_target() -> Target:
-    """This interpreter's marker environment, by the same probe (the Nix image's SBOM uses it)."""
-    return _target(
-        subprocess.run(
-            [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True
-        ).stdout
-    )
-
-
 def _target(probe_output: str) -> Target:
     data = json.loads(probe_output)
     return Target(markers=data["markers"], glibc=data["glibc"])
 
 
 def export_lock(project: Path) -> str:
-    """`uv export` of the runtime set (no dev group, no workspace members), with hashes."""
+    """`uv export` of the runtime set, with hashes: the third-party dependencies of every
+    workspace member (``--all-packages``: also of a member the root does not depend on) and of
+    the root's extras; no dev group, no workspace member itself (those are built as wheels)."""
     return subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--no-emit-workspace", "--hashes",
-         "--no-header", "--no-annotate"],
+        ["uv", "export", "--frozen", "--all-packages", "--no-dev", "--no-emit-workspace",
+         "--hashes", "--no-header", "--no-annotate"],
         cwd=project, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
 
@@ -221,7 +214,9 @@ def fetch(reqs: list[Requirement], target: Target, cache_root: Path, dest: Path)
 
 
 def build_workspace_wheels(project: Path, dest: Path, epoch: int) -> list[Path]:
-    """Build the workspace packages as reproducible wheels (``uv build``, SOURCE_DATE_EPOCH)."""
+    """Build every workspace member as a reproducible wheel (``uv build --all-packages``:
+    the members the root pyproject's ``[tool.uv.workspace]`` globs find; a virtual member,
+    ``tool.uv.package = false``, has no wheel), with SOURCE_DATE_EPOCH."""
     dest.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     subprocess.run(
