@@ -49,9 +49,12 @@ let
       )
     )
   );
+  # Each member's folder (uv.lock's `editable` path): its pyproject.toml goes into the image
+  # at /app/<folder>/pyproject.toml, where a project says who it is ([tool.airnub.project]).
+  memberPaths = map (p: p.source.editable) memberPackages;
 in
 {
-  inherit workspace workerMembers thirdPartyDeps;
+  inherit workspace workerMembers thirdPartyDeps memberPaths;
 
   # Locked wheels where available; sdists only where the lock has no wheel.
   overlay = workspace.mkPyprojectOverlay { sourcePreference = "wheel"; };

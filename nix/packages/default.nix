@@ -16,6 +16,7 @@ in
   worker-image = import ./worker-image.nix {
     inherit pkgs nix2container root worker-venv;
     inherit (pythonSet) python;
+    inherit (workspace) memberPaths;
     # Third-party dependencies only: their layer changes only when uv.lock changes.
     deps-venv = pythonSet.mkVirtualEnv "airnub-worker-deps" workspace.thirdPartyDeps;
     inherit labels;

@@ -10,6 +10,7 @@
   python,
   deps-venv,
   worker-venv,
+  memberPaths,
   labels,
 }:
 let
@@ -27,7 +28,8 @@ let
   };
   caBundle = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
 
-  rootfs = mkRoot "airnub-worker-root" [
+  rootfs = mkRoot "airnub-worker-root" (
+    [
     {
       path = "etc/passwd";
       text = ''
@@ -104,7 +106,14 @@ let
       path = "tmp";
       dir = true;
     }
-  ];
+  ]
+  # Each member's pyproject.toml only (its project table), as `airnub image build` puts them in
+  # the Docker context: `airnub` in the image finds the projects as in the checkout.
+  ++ map (folder: {
+    path = "app/${folder}/pyproject.toml";
+    source = root + "/${folder}/pyproject.toml";
+  }) memberPaths
+  );
 
   pythonLayer = nix2container.buildLayer { deps = [ python ]; };
   depsLayer = nix2container.buildLayer {

@@ -105,9 +105,12 @@ def test_no_git_env_or_private_key(layer_scan: LayerScan) -> None:
 
 
 def test_no_workspace_sources_or_caches(layer_scan: LayerScan) -> None:
-    assert not any(
-        p.startswith(("app/packages", "app/.venv", "app/tests")) for p in layer_scan.paths
-    )
+    assert not any(p.startswith(("app/.venv", "app/tests")) for p in layer_scan.paths)
+    # Of the members, only their pyproject.toml (a project's own [tool.airnub.project] table).
+    packages = [p for p in layer_scan.paths if p.startswith("app/packages/")]
+    assert packages and all(
+        p.endswith("/") or re.fullmatch(r"app/packages/[^/]+/pyproject\.toml", p) for p in packages
+    ), packages
     assert not any(
         re.search(r"(^|/)(\.pytest_cache|\.mypy_cache|\.ruff_cache|\.cache/pip)(/|$)", p)
         for p in layer_scan.paths

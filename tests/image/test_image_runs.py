@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from deploy_tools.image.build import BuildResult
+from tests.checkout import REPO
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -40,9 +41,26 @@ def test_imports_every_workspace_member(
 
 
 def test_check_entrypoints_inside_the_image(run_in_image: Run) -> None:
+    """`airnub` in the image finds every project (the members' tables are in /app/packages) and
+    each entrypoint of their local and remote files imports there."""
+    from deploy_tools.deploy_service import gate_files
+    from deploy_tools.settings import load_settings
+
+    settings = load_settings(REPO)
+    expected = sum(
+        len(yaml.safe_load(f.read_text()).get("deployments") or [])
+        for f in gate_files(settings, remote=True)
+    )
+    assert expected > 0
     proc = run_in_image("airnub", "check", "entrypoints")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "import" in proc.stdout
+    assert f"all {expected} import as flows" in proc.stdout
+    projects = run_in_image(
+        "python", "-c",
+        "from deploy_tools.settings import load_settings\n"
+        "print(' '.join(p.name for p in load_settings().projects))",
+    )  # fmt: skip
+    assert projects.stdout.split() == [p.name for p in settings.projects], projects.stderr
 
 
 def test_runs_as_non_root_in_app(run_in_image: Run) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy_tools.image import layerdiff, sbom, wheelhouse
+from deploy_tools.settings import workspace_members
 
 DEFAULT_TAG = "airnub-worker:latest"
 DOCKERFILE = "Dockerfile.worker"
@@ -198,8 +199,13 @@ def assemble_context(
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
     wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
     shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
-    # The [tool.airnub] table tells `airnub` in the image which projects and files exist.
+    # The [tool.airnub] table and each member's pyproject.toml (only that file: a project's own
+    # [tool.airnub.project] table) tell `airnub` in the image which projects and files exist.
     shutil.copyfile(project / "pyproject.toml", ctx / "pyproject.toml")
+    for member in workspace_members(project):
+        out = ctx / member.relative_to(project) / "pyproject.toml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(member / "pyproject.toml", out)
     deploy = ctx / "deploy"
     deploy.mkdir()
     src = project / "deploy"
