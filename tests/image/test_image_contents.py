@@ -109,7 +109,7 @@ def test_no_workspace_sources_or_caches(layer_scan: LayerScan) -> None:
     # Of the members, only their pyproject.toml (a project's own [tool.airnub.project] table).
     packages = [p for p in layer_scan.paths if p.startswith("app/packages/")]
     assert packages and all(
-        p.endswith("/") or re.fullmatch(r"app/packages/[^/]+/pyproject\.toml", p) for p in packages
+        re.fullmatch(r"app/packages/[^/]+(/|/pyproject\.toml)?", p) for p in packages
     ), packages
     assert not any(
         re.search(r"(^|/)(\.pytest_cache|\.mypy_cache|\.ruff_cache|\.cache/pip)(/|$)", p)

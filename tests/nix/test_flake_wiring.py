@@ -24,6 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from deploy_tools.image import sbom
+from deploy_tools.settings import workspace_members
 
 if TYPE_CHECKING:
     from conftest import Flake
@@ -317,6 +318,15 @@ def test_worker_image_root_is_one_path_with_the_entrypoint_users_certificates_an
         if k.startswith("/app/deploy/") and f["mode"].startswith("-")
     } == deploy
     assert files["/app/pyproject.toml"]["size"] == (REPO_ROOT / "pyproject.toml").stat().st_size
+    # Each member's pyproject.toml only (a project's own table), as in the Docker context.
+    members = {
+        f"/app/{m.relative_to(REPO_ROOT)}/pyproject.toml": m for m in workspace_members(REPO_ROOT)
+    }
+    assert {
+        k for k in files if k.startswith("/app/packages/") and files[k]["mode"][0] == "-"
+    } == set(members)
+    for path, member in members.items():
+        assert files[path]["size"] == (member / "pyproject.toml").stat().st_size
     for folder in ("/app/data", "/home/airnub/.prefect", "/tmp"):
         assert files[folder]["mode"].startswith("d")
 

@@ -12,11 +12,14 @@ its updated lock (`uv sync --frozen`). Then, in order (the tests of this module 
    naming it, and nothing is pushed or deployed;
 4. `deploy remote` to the stand-in remote deploys all three projects by digest and a Docker
    worker runs beta's and gamma's deployments to Completed;
-5. `remove project gamma` returns the tree to the commit before gamma.
+5. the Nix worker venv, its import check and the image root include beta and gamma (the flake
+   evaluated offline with stub inputs);
+6. `remove project gamma` returns the tree to the commit before gamma.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -31,6 +34,7 @@ import pytest
 from deploy_tools.stack.processes import ManagedProcess
 from tests.checkout import clean_env, git_copy
 from tests.compose.conftest import compose_images
+from tests.nix.conftest import Flake
 from tests.remote.conftest import BIN, Registry, Remote, _wait
 from tests.stack.test_local_stack import free_port
 
@@ -271,6 +275,17 @@ def test_deploy_remote_deploys_every_project_and_runs_them(
     finally:
         worker.stop()
         subprocess.run(["docker", "volume", "rm", "-f", "airnub-beta-data"], capture_output=True)
+
+
+def test_the_nix_image_has_every_project(copy: Copy, stubbed_flake: Flake) -> None:
+    flake = dataclasses.replace(stubbed_flake, root=copy.root)
+    spec = flake.eval_json("packages.x86_64-linux.worker-venv.stub.spec")
+    assert {"airnub-flows-alpha", "airnub-flows-beta", "airnub-flows-gamma"} <= set(spec)
+    script = flake.eval_json("checks.x86_64-linux.worker-venv-imports.stub.script")
+    assert "'airnub-flows-beta'" in script and "'airnub-flows-gamma'" in script
+    files = flake.eval_json("packages.x86_64-linux.worker-image.stub.layerFiles")
+    for member in ("flows_alpha", "flows_beta", "flows_gamma"):
+        assert f"/app/packages/{member}/pyproject.toml" in files
 
 
 def test_remove_project_returns_the_tree_to_the_commit_before_it(copy: Copy) -> None:
