@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True)
 def entrypoints(
     files: list[Path] = typer.Argument(  # noqa: B008
         None,
-        help="Deployment files (default: every project's prefect.local.yaml and deploy/prefect.yaml).",
+        help="Deployment files (default: every project's prefect.local.yaml and prefect.yaml).",
     ),
 ) -> None:
     """Import every deployment entrypoint without a server; list every broken one."""
