@@ -281,7 +281,8 @@ class ComposeStack(LoopbackUrls):
         """
         s = self.settings
         for p in s.projects:  # before anything starts: a bad project stops here
-            self.container_data_root(p)
+            if p.data_root is not None:
+                self.container_data_root(p)
             if p.demo_data:
                 demo_data_folder(p.demo_data)
         self.ensure_image()
