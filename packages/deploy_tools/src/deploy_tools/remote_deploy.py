@@ -226,7 +226,8 @@ def deploy_remote(
         )
         step = "gate"
         reporter.step_started(step, f"importing every entrypoint inside {built['image']}")
-        gate_files = {name: [path] for name, path in files.items()}
+        # Only what the remote will run: each project's remote file (none: nothing of it).
+        gate_files = {p.name: [files[p.name]] if p.name in files else [] for p in settings.projects}
         problems = check_in_image(built["image"], image_targets(settings, gate_files))
         if problems:
             reporter.step_finished(step, "the image lacks what the deployments need", ok=False)
