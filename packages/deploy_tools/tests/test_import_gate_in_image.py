@@ -162,3 +162,20 @@ def test_compose_up_stops_at_an_image_that_lacks_a_module(checkout: Path, docker
     assert text.startswith("the worker image lacks what the deployments need (nothing was started)")
     assert "project alpha: airnub_gone (packages/fixture_alpha/pyproject.toml demo_data)" in text
     assert text.endswith("rebuild it with `airnub deploy local --build` after `uv lock`")
+
+
+def test_file_entrypoints_of_pulled_code_are_left_to_the_host_gate(checkout: Path) -> None:
+    """prefect.s3.yaml pulls its code at run time: its file-path entrypoint is not expected in
+    the image; the same entrypoint in a file that pulls nothing is (it would fail every run)."""
+    settings = load_settings(checkout)
+    alpha = settings.project("alpha")
+    s3 = alpha.deploy_dir / "prefect.s3.yaml"
+    pulled = [t.target for t in image_targets(settings, {"alpha": [s3], "beta": []})]
+    assert not [t for t in pulled if ".py:" in t], pulled
+    baked = alpha.deploy_dir / "baked.yaml"
+    baked.write_text(
+        "pull:\n  - prefect.deployments.steps.set_working_directory: {directory: /app}\n"
+        "deployments:\n  - {name: x, entrypoint: 'flows/file.py:f'}\n"
+    )
+    targets = image_targets(settings, {"alpha": [baked], "beta": []})
+    assert [t.target for t in targets if t.kind == "flow"] == ["flows/file.py:f"]

@@ -35,11 +35,22 @@ class ImportTarget:
 
 
 def _entrypoints(path: Path) -> list[str]:
+    """The entrypoints of `path` that the image itself must hold.
+
+    A file whose pull steps bring the code at run time (anything but `set_working_directory`,
+    e.g. prefect-aws' `pull_from_s3` or `git_clone`) has its file-path entrypoints (`x.py:flow`)
+    checked by the host's gate only: that code is not in the image by design. Module paths
+    are always checked (their packages must be installed); so is a file path when the code is
+    not pulled (it would fail in every run).
+    """
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []  # the host gate and the file checks report an unreadable file
-    return [str(d.get("entrypoint", "")) for d in doc.get("deployments") or []]
+    steps = [next(iter(step), "") for step in doc.get("pull") or [] if isinstance(step, dict)]
+    pulls_code = any(not name.endswith(".set_working_directory") for name in steps)
+    entrypoints = [str(d.get("entrypoint", "")) for d in doc.get("deployments") or []]
+    return [e for e in entrypoints if not (pulls_code and ".py:" in e)]
 
 
 def image_targets(
