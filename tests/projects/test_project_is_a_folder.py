@@ -5,7 +5,8 @@ In a git copy of this checkout, `airnub new project beta` (the pipeline template
 retries, caching, a pydantic parameter), each committed. The copy gets its own environment from
 its updated lock (`uv sync --frozen`). Then, in order (the tests of this module share the copy):
 
-1. the deploy_tools and pipeline_core suites, and the new projects' own tests, pass in the copy;
+1. the new projects' wheels are bit-identical twice; the deploy_tools and pipeline_core suites,
+   and the new projects' own tests, pass in the copy;
 2. `deploy local --mode compose` runs Alpha's, beta's and gamma's demos to Completed in the
    containers of the copy's image;
 3. a project whose module is left out of its wheel on purpose fails the gate inside the image,
@@ -20,6 +21,7 @@ its updated lock (`uv sync --frozen`). Then, in order (the tests of this module 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -156,6 +158,22 @@ def test_a_project_touches_only_its_folders_and_the_lock(copy: Copy) -> None:
     outside = [f for f in changed if not f.startswith(("packages/flows_beta/",
                "packages/flows_gamma/", "deploy/projects/beta/", "deploy/projects/gamma/"))]  # fmt: skip
     assert outside == ["uv.lock"]
+
+
+def test_the_new_wheels_are_bit_identical_twice(copy: Copy, tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv, "uv is needed (CI installs it)"
+    for dist, source in (("airnub-flows-beta", "packages/flows_beta/src/flows_beta/flows.py"),
+                         ("airnub-flows-gamma", "packages/flows_gamma/src/flows_gamma/flows.py")):  # fmt: skip
+        digests = []
+        for attempt in ("a", "b"):
+            out = tmp_path / f"{dist}-{attempt}"
+            copy.ok(uv, "build", "--package", dist, "--wheel", "--out-dir", str(out),
+                    SOURCE_DATE_EPOCH="1700000000")  # fmt: skip
+            (wheel,) = out.glob("*.whl")
+            digests.append(hashlib.sha256(wheel.read_bytes()).hexdigest())
+            (copy.root / source).touch()  # a fresh mtime for the second build
+        assert digests[0] == digests[1], dist
 
 
 def test_the_template_suites_pass_in_the_copy(copy: Copy) -> None:
