@@ -72,7 +72,7 @@ def test_no_shared_build_file_names_a_workspace_member() -> None:
     exception that runs the build steps (`python -m deploy_tools.image.…`)."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     members = [p for p in lock["package"] if p["source"].get("editable", ".") != "."]
-    assert len(members) >= 3
+    assert len(members) >= 2  # the generic pipeline_core and deploy_tools, whatever projects exist
     names: set[str] = set()
     for p in members:
         if p["name"] == "airnub-deploy-tools":

@@ -288,7 +288,7 @@ def test_this_venv_against_the_real_lock() -> None:
         for p in lock["package"]
         if p["source"].get("editable", ".") != "."
     }
-    assert len(members) >= 3
+    assert len(members) >= 2  # the generic pipeline_core and deploy_tools, whatever projects exist
     for name, path in members.items():
         assert components[name]["properties"] == [{"name": sbom.WORKSPACE_PROPERTY, "value": path}]
     locked = {(canonicalize_name(p["name"]), p["version"]) for p in lock["package"]}
