@@ -71,7 +71,7 @@ def test_a_broken_deployment_is_named_flow_slash_deployment(checkout: Path) -> N
 def test_deployments_are_named_by_the_flow_they_load(checkout: Path) -> None:
     """The loaded flow's name, not the function's: two functions whose flows are both called
     `alpha_ingest` would be one deployment on the server, the second overwriting the first."""
-    from deploy_tools.setup.entrypoints import _flow_name, load_flow
+    from deploy_tools.setup.entrypoints import flow_name, load_flow
 
     (checkout / "other.py").write_text(
         "from prefect import flow\n\n@flow(name='alpha_ingest')\ndef fetch():\n    pass\n"
@@ -83,8 +83,8 @@ def test_deployments_are_named_by_the_flow_they_load(checkout: Path) -> None:
         "  - {name: local, entrypoint: 'airnub_fixture_alpha.flows:alpha_process'}\n"
     )
     ingest = load_flow("airnub_fixture_alpha.flows:alpha_ingest")
-    assert _flow_name({"flow_name": "ignored"}, "x:y", ingest) == "alpha_ingest"
-    assert _flow_name({}, "airnub_fixture_alpha.gone:ingest") == "ingest"
+    assert flow_name({"flow_name": "ignored"}, "x:y", ingest) == "alpha_ingest"
+    assert flow_name({}, "airnub_fixture_alpha.gone:ingest") == "ingest"
     result = CliRunner().invoke(app, ["check", "entrypoints", "deploy/prefect.local.yaml"])
     assert result.exit_code == 1
     assert (

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from deploy_tools.settings import ProjectSettings
-from deploy_tools.setup.entrypoints import load_flow
+from deploy_tools.setup.entrypoints import flow_name, load_flow
 
 
 @dataclass(frozen=True)
@@ -30,17 +30,17 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 def project_objects(project: ProjectSettings) -> ServerObjects:
     """The deployments and variables `project`'s deploy files define (flows are imported to
-    learn their names; one that does not import is named by its function)."""
+    learn their names; one that does not: its `flow_name` key, else its function)."""
     deployments: set[str] = set()
     for file in _yaml_files(project.deploy_dir):
         doc = yaml.safe_load(file.read_text()) or {}
         for dep in doc.get("deployments") or []:
             entrypoint = str(dep.get("entrypoint", ""))
             try:
-                flow = str(load_flow(entrypoint).name)
+                flow = load_flow(entrypoint)
             except ValueError:
-                flow = entrypoint.rpartition(":")[2]
-            deployments.add(f"{flow}/{dep.get('name')}")
+                flow = None
+            deployments.add(f"{flow_name(dep, entrypoint, flow)}/{dep.get('name')}")
     variables = set()
     for file in _yaml_files(project.deploy_dir / "variables"):
         doc = yaml.safe_load(file.read_text()) or {}

@@ -181,7 +181,7 @@ def deploy_remote(
             pool = d["work_pool"]["name"]
             if pool not in pools:
                 raise DeployError(
-                    f"{_rel(files[project], settings)}: deployment {d['name']} "
+                    f"{settings.relative(files[project])}: deployment {d['name']} "
                     f"({d['entrypoint']}) uses work pool {pool!r}, which no file under "
                     "deploy/work_pools/ defines for the remote"
                 )
@@ -268,10 +268,6 @@ def deploy_remote(
     return result
 
 
-def _rel(path: Path, settings: AirnubSettings) -> str:
-    return path.relative_to(settings.project_dir).as_posix()
-
-
 def _prefect_deploy(
     settings: AirnubSettings,
     reporter: Reporter,
@@ -286,7 +282,7 @@ def _prefect_deploy(
     """
     from deploy_tools import remote_steps
 
-    shown = _rel(path, settings)
+    shown = settings.relative(path)
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")
     prefect = Path(sys.executable).with_name("prefect")
     env = {

@@ -358,6 +358,13 @@ class AirnubSettings(BaseSettings):
         """State of the local stack: database, PIDs, logs (kept across down/up)."""
         return self.project_dir / ".local"
 
+    def relative(self, path: Path) -> str:
+        """`path` relative to the checkout (POSIX) when inside it, else as it is (for messages)."""
+        try:
+            return path.relative_to(self.project_dir).as_posix()
+        except ValueError:
+            return str(path)
+
     def project(self, name: str) -> ProjectSettings:
         """The project called `name`.
 

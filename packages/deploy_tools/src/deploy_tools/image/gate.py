@@ -61,19 +61,12 @@ def image_targets(
     targets: list[ImportTarget] = []
     for p in settings.projects:
         for path in (files or {}).get(p.name, [p.local_deploy_file]):
-            where = _shown(path, settings.project_dir)
+            where = settings.relative(path)
             targets += [ImportTarget(p.name, "flow", e, where) for e in _entrypoints(path)]
         if p.demo_data:
-            where = f"{_shown(p.member_dir, settings.project_dir)}/pyproject.toml demo_data"
+            where = f"{settings.relative(p.member_dir)}/pyproject.toml demo_data"
             targets.append(ImportTarget(p.name, "module", p.demo_data, where))
     return targets
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def check_in_image(image: str, targets: list[ImportTarget]) -> list[str]:

@@ -41,7 +41,7 @@ def load_flow(entrypoint: str) -> Any:
     return obj
 
 
-def _flow_name(dep: dict[str, Any], entrypoint: str, flow: Any = None) -> str:
+def flow_name(dep: dict[str, Any], entrypoint: str, flow: Any = None) -> str:
     """The flow part of `flow/deployment`, as Prefect names the deployment.
 
     The loaded flow's name when it imports (`flows_alpha.ingest:ingest` → `alpha_ingest`);
@@ -75,7 +75,7 @@ def check_entrypoints(files: list[Path]) -> tuple[int, list[EntrypointProblem]]:
                 flow = load_flow(entrypoint)
             except ValueError as exc:
                 error = str(exc)
-            name = f"{_flow_name(dep, entrypoint, flow)}/{dep.get('name', f'deployments[{i}]')}"
+            name = f"{flow_name(dep, entrypoint, flow)}/{dep.get('name', f'deployments[{i}]')}"
             if error is not None:
                 problems.append(EntrypointProblem(file, name, entrypoint, error))
             elif name in seen:
