@@ -110,7 +110,7 @@ class Checkout:
         assigns = " ".join(f"{k}={shlex.quote(self.env[k])}" for k in keep)
         data = shlex.quote(str(self.root / "data"))
         env_file = shlex.quote(str(self.root / ".env"))
-        return f"env {assigns} AIRNUB_DATA_DIR={data} docker compose --env-file {env_file}"
+        return f"env {assigns} STACK_DATA_DIR={data} docker compose --env-file {env_file}"
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """One call of the server's REST API (a 503 under load is retried a few times)."""

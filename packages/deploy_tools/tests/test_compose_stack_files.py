@@ -141,4 +141,4 @@ def test_compose_args_name_the_files_env_file_and_project(
     ]  # fmt: skip
     env = s.compose_env()
     assert (env["AIRNUB_SERVER_PORT"], env["AIRNUB_DATA_PORT"]) == ("4300", "8800")
-    assert env["AIRNUB_DATA_DIR"] == str(root / "data")
+    assert env["STACK_DATA_DIR"] == str(root / "data")

@@ -128,8 +128,8 @@ class ComposeStack(LoopbackUrls):
             "AIRNUB_DATA_PORT": str(self.ports.data),
             "AIRNUB_LOCAL_POOL": s.local_pool,
             "AIRNUB_WORKER_NAME": s.worker_name,
-            "AIRNUB_GID": str(os.getgid()),
-            "AIRNUB_DATA_DIR": str(self.data_dir),
+            "STACK_GID": str(os.getgid()),
+            "STACK_DATA_DIR": str(self.data_dir),
         }
 
     def compose_args(self) -> list[str]:
