@@ -16,8 +16,6 @@
     "VIRTUAL_ENV=/opt/venv"
     "HOME=/home/airnub"
     "PREFECT_HOME=/home/airnub/.prefect"
-    "DO_NOT_TRACK=1"
-    "PREFECT_SERVER_ANALYTICS_ENABLED=false"
     "PYTHONUNBUFFERED=1"
     "PYTHONDONTWRITEBYTECODE=1"
     "LANG=C.UTF-8"

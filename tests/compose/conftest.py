@@ -31,6 +31,7 @@ AIRNUB = Path(sys.executable).parent / "airnub"
 TEST_IMAGE = "airnub-worker:compose-test"
 OVERRIDE = "tests/compose/compose.test.yaml"
 ARTIFACTS = REPO / "test-artifacts"
+HAND_PICKED_PASSWORD = "p@ss:w/rd#50%"  # a throwaway password, with URL-special characters
 
 
 def _image_present(image: str) -> bool:
@@ -109,7 +110,7 @@ class Checkout:
         assigns = " ".join(f"{k}={shlex.quote(self.env[k])}" for k in keep)
         data = shlex.quote(str(self.root / "data"))
         env_file = shlex.quote(str(self.root / ".env"))
-        return f"env {assigns} AIRNUB_DATA_DIR={data} docker compose --env-file {env_file}"
+        return f"env {assigns} STACK_DATA_DIR={data} docker compose --env-file {env_file}"
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """One call of the server's REST API (a 503 under load is retried a few times)."""
@@ -138,6 +139,12 @@ def make_checkout(dest: Path, images: dict[str, str]) -> Checkout:
         "AIRNUB_COMPOSE_FILES": json.dumps([OVERRIDE]),
         "BUILDX_NO_DEFAULT_ATTESTATIONS": "1",
     }
+    # A hand-picked password with the characters a database URL must quote: the server only
+    # starts if Prefect builds the URL from its parts (compose.yaml). The generated one is
+    # tested in packages/deploy_tools/tests/test_compose_stack_files.py.
+    fd = os.open(root / ".env", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"POSTGRES_PASSWORD='{HAND_PICKED_PASSWORD}'\n")
     return Checkout(root, env, project_name(root.resolve()))
 
 

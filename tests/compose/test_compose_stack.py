@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 from deploy_tools import server_settings
-from tests.compose.conftest import ARTIFACTS, Checkout, compose_images, make_checkout
+from tests.compose.conftest import (
+    ARTIFACTS,
+    HAND_PICKED_PASSWORD,
+    Checkout,
+    compose_images,
+    make_checkout,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
 
@@ -145,13 +151,14 @@ def test_ports_are_published_on_loopback_only_and_postgres_not_at_all(
     assert published["worker"] == []
 
 
-def test_the_password_is_generated_kept_and_never_written_elsewhere(
+def test_a_hand_picked_password_works_is_kept_and_never_written_elsewhere(
     compose_stack: Checkout,
 ) -> None:
     env_file = compose_stack.root / ".env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    (password,) = re.findall(r"^POSTGRES_PASSWORD=(\S+)$", env_file.read_text(), re.MULTILINE)
-    assert len(password) >= 24
+    assert env_file.read_text() == f"POSTGRES_PASSWORD='{HAND_PICKED_PASSWORD}'\n"  # kept
+    password = HAND_PICKED_PASSWORD
+    assert compose_stack.api("GET", "/health") is True  # the server reached PostgreSQL with it
     assert password not in compose_stack.deploy_output
     for written in (compose_stack.root / ".local").rglob("*"):
         if written.is_file():
@@ -206,8 +213,20 @@ def test_the_server_runs_with_the_process_modes_settings(compose_stack: Checkout
     )
     wanted = server_settings.server_env(host="0.0.0.0", port=4200, database_url=None)
     assert {k: env.get(k) for k in wanted} == wanted
-    assert {k: env.get(k) for k in server_settings.postgres_env()} == server_settings.postgres_env()
-    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env  # Prefect builds it from parts
+    # Prefect explains every value: the tuning from /app/pyproject.toml, as in process mode.
+    for service in ("prefect-server", "worker"):
+        shown = compose_stack.compose(
+            "exec", "-T", service, "prefect", "config", "view", "--show-sources"
+        ).stdout
+        assert (
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE='100' (from pyproject.toml)"
+            in shown
+        )
+        assert "PREFECT_WORKER_QUERY_SECONDS='1' (from pyproject.toml)" in shown
+        assert "PREFECT_SERVER_ANALYTICS_ENABLED='false' (from env)" in shown
+    worker = compose_stack.compose("exec", "-T", "worker", "env").stdout.splitlines()
+    assert "DO_NOT_TRACK=1" in worker  # telemetry off by default (AIRNUB_TELEMETRY=1 opts in)
 
 
 def test_four_thousand_task_flows_back_to_back_record_every_task_run(

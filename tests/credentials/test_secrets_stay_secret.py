@@ -178,7 +178,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
         "AIRNUB_PROJECT_DIR": str(checkout),
         "AIRNUB_DATA_ROOT": str(data_root),
         "AIRNUB_DEMO_DATA_URL": guarded,
-        "AIRNUB_SOURCE_TOKEN": TOKEN,
+        "ALPHA_SOURCE_TOKEN": TOKEN,
     }
     try:
         # 1. setup apply: the Secret block comes from the environment, the Variable names it.

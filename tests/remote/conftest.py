@@ -213,8 +213,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         "AWS_SECRET_ACCESS_KEY": f"secret-{secrets.token_hex(8)}",
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AIRNUB_S3_BUCKET": "alpha-data",
-        "AIRNUB_CODE_BUCKET": "alpha-code",
+        "ALPHA_S3_BUCKET": "alpha-data",
+        "ALPHA_CODE_BUCKET": "alpha-code",
     }
     try:
         _wait(f"{endpoint}/moto-api/", proc)

@@ -234,7 +234,7 @@ def test_outputs_go_to_an_s3_bucket_through_the_storage_block(
 ) -> None:
     token = f"token-{secrets.token_hex(8)}"
     # applies the S3 blocks and the source-token Secret block too (values from secret_env)
-    done = checkout.airnub("deploy", "remote", AIRNUB_SOURCE_TOKEN=token, **s3.env)
+    done = checkout.airnub("deploy", "remote", ALPHA_SOURCE_TOKEN=token, **s3.env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "block s3-bucket/alpha-s3: created" in out

@@ -77,13 +77,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def airnub(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def airnub(
+    project: Path, *args: str, timeout: float = 600, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run the real `airnub` CLI in `project`, isolated from the caller's Prefect/airnub settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
     return subprocess.run(
         [str(AIRNUB), *args],
         cwd=project,
-        env=env,
+        env={**env, **extra},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -104,6 +106,20 @@ def processes_under(root: Path) -> list[int]:
             continue
         if state != "Z" and (cwd == str(root) or cwd.startswith(f"{root}/")):
             found.append(int(entry.name))
+    return found
+
+
+def stack_environments(root: Path) -> dict[str, dict[str, str]]:
+    """The environment of the stack's server and worker processes, as the kernel holds it."""
+    found = {}
+    for pid in processes_under(root):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        part = next(
+            (p for p in ("server", "worker") if f"{p} start".encode() in b" ".join(cmdline)), None
+        )
+        if part:
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            found[part] = dict(e.decode().split("=", 1) for e in raw if b"=" in e)
     return found
 
 
@@ -209,6 +225,25 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     assert {a["type"] for a in artifacts} >= {"table", "markdown"}
 
 
+def test_prefect_explains_every_setting_and_telemetry_is_off(stack: Stack) -> None:
+    envs = stack_environments(stack.project)
+    assert set(envs) == {"server", "worker"}
+    for part, env in envs.items():
+        assert env["DO_NOT_TRACK"] == "1", part
+        assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false", part
+        shown = subprocess.run(
+            [str(AIRNUB.parent / "prefect"), "config", "view", "--show-sources"],
+            env=env, cwd=stack.project, capture_output=True, text=True, check=True,
+        ).stdout.splitlines()  # fmt: skip
+        # The tuning from [tool.prefect] of the checkout, as in compose mode; the rest from env.
+        assert (
+            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE='100' (from pyproject.toml)"
+            in shown
+        )
+        assert "PREFECT_WORKER_QUERY_SECONDS='1' (from pyproject.toml)" in shown
+        assert f"PREFECT_API_URL='{stack.api}' (from env)" in shown or part == "server"
+
+
 def test_setup_apply_again_is_a_noop(stack: Stack) -> None:
     before = snapshot(stack)
     result = stack.cli("setup", "apply")
@@ -295,6 +330,22 @@ def test_down_leaves_nothing_and_up_keeps_everything(stack: Stack) -> None:
     assert status.stdout.count("healthy") == 3
 
     assert "stopped" in stack.cli("stack", "down").stdout
+    assert processes_under(stack.project) == []
+
+
+def test_the_telemetry_opt_in_reaches_the_server_and_the_worker(stack: Stack) -> None:
+    # DO_NOT_TRACK=1 inherited (as hatch's or CI's shell exports it): AIRNUB_TELEMETRY=1 wins.
+    up = airnub(stack.project, "stack", "up", "--mode", "process",
+                AIRNUB_TELEMETRY="1", DO_NOT_TRACK="1")  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+        envs = stack_environments(stack.project)
+        assert set(envs) == {"server", "worker"}
+        for part, env in envs.items():
+            assert "DO_NOT_TRACK" not in env, part
+            assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true", part
+    finally:
+        stack.cli("stack", "down")
     assert processes_under(stack.project) == []
 
 

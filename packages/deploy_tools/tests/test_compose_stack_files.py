@@ -103,15 +103,27 @@ def test_env_files_hold_the_shared_settings_and_no_secret(checkout: Path) -> Non
     s.write_env_files()
     server = (checkout / ".local" / "compose" / "server.env").read_text()
     worker = (checkout / ".local" / "compose" / "worker.env").read_text()
-    for key, value in {**server_settings.postgres_env(), **server_settings.telemetry_env()}.items():
+    for key, value in server_settings.telemetry_env().items():
         assert f"{key}={value}\n" in server
-    assert "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=100\n" in server
+        assert f"{key}={value}\n" in worker
+    assert "TASK_RUN_RECORDER" not in server  # Prefect's tuning is [tool.prefect], not env
     assert "PREFECT_SERVER_API_HOST=0.0.0.0\n" in server
     assert "DATABASE_CONNECTION_URL" not in server  # compose.yaml builds it from .env
     assert "ALPHA_DATA_ROOT=/app/data/alpha_out\n" in worker
     assert "BETA_" not in worker  # beta has no data root
     assert "PREFECT_API_URL=http://prefect-server:4200/api\n" in worker
     assert "PASSWORD" not in server + worker
+
+
+def test_env_files_carry_the_telemetry_opt_in(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRNUB_TELEMETRY", "1")
+    stack(checkout).write_env_files()
+    for part in ("server", "worker"):
+        text = (checkout / ".local" / "compose" / f"{part}.env").read_text()
+        assert "PREFECT_SERVER_ANALYTICS_ENABLED=true\n" in text
+        assert "DO_NOT_TRACK" not in text  # and the image sets none (test_image_contents)
 
 
 def test_compose_args_name_the_files_env_file_and_project(
@@ -129,4 +141,4 @@ def test_compose_args_name_the_files_env_file_and_project(
     ]  # fmt: skip
     env = s.compose_env()
     assert (env["AIRNUB_SERVER_PORT"], env["AIRNUB_DATA_PORT"]) == ("4300", "8800")
-    assert env["AIRNUB_DATA_DIR"] == str(root / "data")
+    assert env["STACK_DATA_DIR"] == str(root / "data")

@@ -46,7 +46,7 @@ FIELDS = (
 
 @pytest.fixture(autouse=True)
 def _no_optional_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AIRNUB_S3_BUCKET", "AIRNUB_SOURCE_TOKEN"):
+    for name in ("ALPHA_S3_BUCKET", "ALPHA_SOURCE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -128,7 +128,7 @@ def test_the_steps_return_what_deploy_remote_built_and_pushed_for_the_same_image
 def test_an_s3_endpoint_is_set_only_when_given(
     checkout: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRNUB_S3_BUCKET", "b")
+    monkeypatch.setenv("ALPHA_S3_BUCKET", "b")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     settings = load_settings(checkout)

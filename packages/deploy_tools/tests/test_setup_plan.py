@@ -17,10 +17,10 @@ ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 @pytest.fixture(autouse=True)
 def _no_s3(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
-        "AIRNUB_S3_BUCKET",
+        "ALPHA_S3_BUCKET",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
-        "AIRNUB_SOURCE_TOKEN",
+        "ALPHA_SOURCE_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -79,8 +79,8 @@ def test_the_fixture_files_are_valid(checkout: Path) -> None:
     assert all(d.pull_steps for d in plan.deployments)
     skipped = {b.spec.name: b.skipped_because for b in plan.blocks}
     assert skipped["alpha-local-storage"] is None
-    assert skipped["alpha-s3"] == "AIRNUB_S3_BUCKET not set"
-    assert skipped["alpha-source-token"] == "AIRNUB_SOURCE_TOKEN not set"
+    assert skipped["alpha-s3"] == "ALPHA_S3_BUCKET not set"
+    assert skipped["alpha-source-token"] == "ALPHA_SOURCE_TOKEN not set"
 
 
 def test_alpha_sources_file_matches_the_demo_dataset(checkout: Path) -> None:
@@ -181,7 +181,7 @@ def test_pull_steps_keep_placeholders_the_worker_resolves(checkout: Path, alpha_
 
 
 def test_block_defaults_are_in_data_and_optional_env_wins(checkout: Path) -> None:
-    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    env = {"ALPHA_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
 
     def data(extra: dict[str, str], drop: tuple[str, ...] = ()) -> dict[str, object]:
         plan = plan_of(checkout, {**env, **extra}, drop=drop)
@@ -191,15 +191,15 @@ def test_block_defaults_are_in_data_and_optional_env_wins(checkout: Path) -> Non
         )
         return {**creds.data, **bucket.data}
 
-    defaults = data({}, drop=("AWS_REGION", "AIRNUB_S3_FOLDER"))
+    defaults = data({}, drop=("AWS_REGION", "ALPHA_S3_FOLDER"))
     assert (defaults["region_name"], defaults["bucket_folder"]) == ("us-east-1", "alpha")
-    chosen = data({"AWS_REGION": "eu-west-1", "AIRNUB_S3_FOLDER": "f"})
+    chosen = data({"AWS_REGION": "eu-west-1", "ALPHA_S3_FOLDER": "f"})
     assert (chosen["region_name"], chosen["bucket_folder"]) == ("eu-west-1", "f")
     assert data({"AWS_REGION": ""})["region_name"] == "us-east-1"  # empty = unset, as `${X:-d}`
 
 
 def test_missing_secret_env_names_it_and_never_shows_a_value(checkout: Path) -> None:
-    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "AKIA-SHOULD-NOT-SHOW"}
+    env = {"ALPHA_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "AKIA-SHOULD-NOT-SHOW"}
     text = "\n".join(problems(checkout, env))
     assert (
         "blocks/alpha-s3-credentials.yaml: secret_env.aws_secret_access_key: environment "
@@ -209,7 +209,7 @@ def test_missing_secret_env_names_it_and_never_shows_a_value(checkout: Path) -> 
 
 
 def test_secret_blocks_resolve_from_env_when_enabled(checkout: Path) -> None:
-    env = {"AIRNUB_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    env = {"ALPHA_S3_BUCKET": "b", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
     plan = plan_of(checkout, env)
     names = [b.spec.name for b in plan.blocks]
     # a block is applied after the blocks it refers to
@@ -330,7 +330,7 @@ def test_a_name_defined_by_two_projects_names_both_files(checkout: Path, alpha_d
 
 
 def test_source_token_block_takes_its_value_from_env(checkout: Path) -> None:
-    plan = plan_of(checkout, {"AIRNUB_SOURCE_TOKEN": "t0k"})
+    plan = plan_of(checkout, {"ALPHA_SOURCE_TOKEN": "t0k"})
     (token,) = [b for b in plan.blocks if b.spec.name == "alpha-source-token"]
     assert (token.spec.type, token.skipped_because, token.data) == (
         "secret",

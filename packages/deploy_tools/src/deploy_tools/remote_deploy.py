@@ -280,13 +280,13 @@ def _prefect_deploy(
     Raises:
         DeployError: Prefect failed (its last lines are reported).
     """
-    from deploy_tools import remote_steps
+    from deploy_tools import remote_steps, server_settings
 
     shown = settings.relative(path)
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")
     prefect = Path(sys.executable).with_name("prefect")
     env = {
-        **os.environ,
+        **server_settings.with_telemetry(os.environ, settings.telemetry),
         "PREFECT_API_URL": target.api_url,
         "PREFECT_CLI_PROMPT": "false",
         "AIRNUB_IMAGE": target.image,

@@ -4,7 +4,7 @@ returns the pushed digest.
 Prefect's `prefect deploy --all` runs `build:` and `push:` once per deployment, so both steps
 remember their result for the process (three deployments: one build, one push). Under `airnub
 deploy remote`, which has built and pushed the image already, they do neither: that command
-hands its two results to `prefect deploy` in AIRNUB_STEPS_DONE, and a step asked for the same
+hands its two results to `prefect deploy` in STACK_STEPS_DONE, and a step asked for the same
 image returns them as they are (saying so in one line). prefect-docker's
 `build_docker_image` is not used: it always adds an `io.prefect.version` label (another digest
 than `airnub image build`) and cannot load an OCI-exported build. Its `push_docker_image`
@@ -34,7 +34,7 @@ import subprocess
 from pathlib import Path
 
 _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-DONE_ENV = "AIRNUB_STEPS_DONE"  # {"build": build_image's outputs, "push": push_image's} (JSON)
+DONE_ENV = "STACK_STEPS_DONE"  # {"build": build_image's outputs, "push": push_image's} (JSON)
 
 
 class StepError(RuntimeError):

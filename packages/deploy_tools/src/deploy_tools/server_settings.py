@@ -1,11 +1,15 @@
-"""The one place for Prefect server, worker and client settings of airnub stacks.
+"""What the stacks add to Prefect's settings: only the values that differ per run.
 
-Both ways of running the stack take their environment from these functions (the process stack
-directly, the compose stack through the env files it writes), so a setting is changed here and
-nowhere else.
+Prefect's tuning for every stack (recorder batches, database pool and timeouts, worker polling,
+analytics off) is `[tool.prefect]` in the checkout's `pyproject.toml`, which Prefect reads from
+the working directory: the checkout root in process mode, `/app` in the image. The values here
+(host, port, API URL, database, each project's data root, the telemetry opt-in) go into the
+environment, which wins over that file; `prefect config view --show-sources` names the source
+of each value in both modes.
 
-Telemetry is off by default (`DO_NOT_TRACK=1`, `PREFECT_SERVER_ANALYTICS_ENABLED=false`).
-To opt in, set `AIRNUB_TELEMETRY=1` (`telemetry` of `AirnubSettings`) before starting the stack.
+Telemetry is off by default. `AIRNUB_TELEMETRY=1` (`telemetry` of `AirnubSettings`) turns it on
+for the stack's server, worker and flow runs: the analytics setting is true and `DO_NOT_TRACK`,
+even one inherited from the shell, is not passed on.
 """
 
 from __future__ import annotations
@@ -13,36 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-# Prefect 3.9's defaults (1 and 1) make the server drop task-run records under bursts of
-# task runs ("Subscription queue is full, dropping message"): a Completed flow can show 590
-# of its 1000 task runs. Batches of 100 removed the drops in a 4 x 1000-task test.
-TASK_RUN_RECORDER_BATCH_SIZE = 100
-TASK_RUN_RECORDER_READ_BATCH_SIZE = 100
-
-# Workers poll every second instead of every 10 s: a run starts ~5 s sooner.
-WORKER_QUERY_SECONDS = 1
-WORKER_PREFETCH_SECONDS = 10
-
-
-# PostgreSQL (compose mode). Prefect's defaults are a pool of 5 + 10 overflow per engine, a 30 s
-# wait for a pooled connection, a 10 s statement timeout and a 5 s connect timeout. Prefect #22314
-# saw "QueuePool limit ... timed out" and connect timeouts with 17 concurrent runs: every run's
-# state changes, heartbeats and logs are API calls, each holding a connection. 20 + 20 serve 50
-# concurrent runs here with room to spare (PostgreSQL gets max_connections=200 in compose.yaml);
-# on 2 busy cores a connect or a statement can take seconds, hence 15 s and 30 s. Measured in
-# tests/compose/test_compose_load.py (50 concurrent runs, 50 Completed).
-POSTGRES_POOL_SIZE = 20
-POSTGRES_MAX_OVERFLOW = 20
-POSTGRES_POOL_TIMEOUT = 60
-DATABASE_TIMEOUT = 30
-DATABASE_CONNECTION_TIMEOUT = 15
+TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+TELEMETRY_ON = {"PREFECT_SERVER_ANALYTICS_ENABLED": "true"}
 
 
 def telemetry_env(telemetry: bool = False) -> dict[str, str]:
     """Telemetry switches: off unless the user opted in (`AIRNUB_TELEMETRY=1`)."""
-    if telemetry:
-        return {}
-    return {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return dict(TELEMETRY_ON if telemetry else TELEMETRY_OFF)
+
+
+def with_telemetry(env: Mapping[str, str], telemetry: bool) -> dict[str, str]:
+    """`env` (e.g. the shell's) with the telemetry choice applied: an opt-in drops DO_NOT_TRACK."""
+    out = {k: v for k, v in env.items() if not (telemetry and k == "DO_NOT_TRACK")}
+    return {**out, **telemetry_env(telemetry)}
 
 
 def server_env(
@@ -50,35 +37,19 @@ def server_env(
 ) -> dict[str, str]:
     """Environment for `prefect server start`, wherever the server runs.
 
-    `database_url` None: set elsewhere (compose.yaml builds it from the password in `.env`, so
-    no file airnub writes holds it).
+    `database_url` None: set elsewhere (compose.yaml passes the database's parts, so Prefect
+    builds and quotes the URL itself and no file airnub writes holds the password).
 
     Example:
-        >>> server_env(host="127.0.0.1", port=4200, database_url="sqlite+aiosqlite:///x.db")[
-        ...     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]
-        '100'
+        >>> server_env(host="127.0.0.1", port=4200, database_url=None)["PREFECT_SERVER_API_PORT"]
+        '4200'
     """
     db = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}
     return {
         "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
         **db,
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": str(TASK_RUN_RECORDER_BATCH_SIZE),
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": str(
-            TASK_RUN_RECORDER_READ_BATCH_SIZE
-        ),
         **telemetry_env(telemetry),
-    }
-
-
-def postgres_env() -> dict[str, str]:
-    """The server's database pool and timeouts for PostgreSQL (see the constants above)."""
-    return {
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": str(POSTGRES_POOL_SIZE),
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": str(POSTGRES_MAX_OVERFLOW),
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_TIMEOUT": str(POSTGRES_POOL_TIMEOUT),
-        "PREFECT_SERVER_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT),
-        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": str(DATABASE_CONNECTION_TIMEOUT),
     }
 
 
@@ -97,8 +68,6 @@ def worker_env(
     """
     return {
         **client_env(api_url=api_url, telemetry=telemetry),
-        "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_SECONDS),
-        "PREFECT_WORKER_PREFETCH_SECONDS": str(WORKER_PREFETCH_SECONDS),
         **{name: str(path) for name, path in data_roots.items()},
     }
 

@@ -128,8 +128,8 @@ class ComposeStack(LoopbackUrls):
             "AIRNUB_DATA_PORT": str(self.ports.data),
             "AIRNUB_LOCAL_POOL": s.local_pool,
             "AIRNUB_WORKER_NAME": s.worker_name,
-            "AIRNUB_GID": str(os.getgid()),
-            "AIRNUB_DATA_DIR": str(self.data_dir),
+            "STACK_GID": str(os.getgid()),
+            "STACK_DATA_DIR": str(self.data_dir),
         }
 
     def compose_args(self) -> list[str]:
@@ -183,15 +183,12 @@ class ComposeStack(LoopbackUrls):
         """`.local/compose/server.env` and `worker.env` from `server_settings`."""
         s = self.settings
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        server = {
-            **server_settings.server_env(
-                host="0.0.0.0",  # noqa: S104 - inside the container; published on 127.0.0.1
-                port=SERVER_PORT,
-                database_url=None,
-                telemetry=s.telemetry,
-            ),
-            **server_settings.postgres_env(),
-        }
+        server = server_settings.server_env(
+            host="0.0.0.0",  # noqa: S104 - inside the container; published on 127.0.0.1
+            port=SERVER_PORT,
+            database_url=None,
+            telemetry=s.telemetry,
+        )
         roots = {
             p.data_root_env: self.container_data_root(p)
             for p in s.projects

@@ -72,7 +72,7 @@ class ProcessStack(LoopbackUrls):
         return env
 
     def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = server_settings.with_telemetry(os.environ, self.settings.telemetry)
         env["PREFECT_HOME"] = str(self.settings.local_dir / "prefect")
         env["PYTHONUNBUFFERED"] = "1"
         return env
