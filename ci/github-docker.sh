@@ -7,7 +7,7 @@
 #   bash ci/github-docker.sh --print base postgres   # only print NAME=reference (no Docker)
 #
 # base:     Dockerfile.worker's `ARG BASE_IMAGE=…@sha256:…`  -> AIRNUB_BASE_IMAGE
-# postgres: deploy_tools.settings.OFFICIAL_POSTGRES_IMAGE    -> AIRNUB_POSTGRES_IMAGE
+# postgres: deploy/compose.yaml's `${AIRNUB_POSTGRES_IMAGE:-…@sha256:…}` -> AIRNUB_POSTGRES_IMAGE
 # The references are read from those files at run time: bump them there, not here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,19 +15,7 @@ cd "$(dirname "$0")/.."
 pinned() {
   case "$1" in
     base) sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile.worker ;;
-    postgres)
-      python3 - <<'PY'
-import ast
-from pathlib import Path
-
-tree = ast.parse(Path("packages/deploy_tools/src/deploy_tools/settings.py").read_text())
-for node in tree.body:
-    if isinstance(node, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == "OFFICIAL_POSTGRES_IMAGE" for t in node.targets
-    ):
-        print(ast.literal_eval(node.value))
-PY
-      ;;
+    postgres) sed -n 's/.*\${AIRNUB_POSTGRES_IMAGE:-\([^}]*\)}.*/\1/p' deploy/compose.yaml ;;
     *)
       echo "unknown image: $1 (base, postgres)" >&2
       exit 2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Provision a Docker engine (BuildKit new enough for rewrite-timestamp), buildx and compose v2
-# from Debian packages (and Debian's docker-registry, which tests/remote runs on 127.0.0.1), start dockerd with the containerd image store, and load two offline
-# debootstrap images, the base and PostgreSQL 15 (no registry is reachable here or in CI).
+# from Debian packages (and Debian's docker-registry, which tests/remote runs on 127.0.0.1), start
+# dockerd with the containerd image store, and load two offline debootstrap stand-ins for the
+# official images, the base and PostgreSQL 15 (ci/offline_images.py: no registry is reachable in
+# this project's CI, so nothing users run depends on them).
 # An engine that already runs (>= 26, with buildx and compose, e.g. a GitHub runner's) is used
 # as it is; images already loaded under $AIRNUB_BASE_IMAGE / $AIRNUB_POSTGRES_IMAGE (the GitHub
 # workflow pulls the digest-pinned official ones) are not remade.
@@ -114,7 +116,7 @@ if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 else
   apt_install debootstrap
   echo "making the offline base image $BASE_IMAGE (debootstrap, ~1 min)"
-  PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag "$BASE_IMAGE"
+  python3 ci/offline_images.py --tag "$BASE_IMAGE"
 fi
 
 if docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1; then
@@ -122,6 +124,5 @@ if docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1; then
 else
   apt_install debootstrap
   echo "making the offline PostgreSQL image $POSTGRES_IMAGE (debootstrap, ~1 min)"
-  PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --image postgres \
-    --tag "$POSTGRES_IMAGE"
+  python3 ci/offline_images.py --image postgres --tag "$POSTGRES_IMAGE"
 fi

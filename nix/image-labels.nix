@@ -3,7 +3,8 @@
 #   revision: the flake's commit; an uncommitted tree has none ("<commit>-dirty" where Nix
 #             provides dirtyRev, else "unknown");
 #   version:  the root pyproject.toml's project.version;
-#   source:   [tool.airnub] image_source, or the same default as the settings and the Dockerfile.
+#   source:   [tool.airnub] image_source (defined there only), or "" as the settings and the
+#             Dockerfile give without it.
 { self, root }:
 let
   pyproject = builtins.fromTOML (builtins.readFile (root + "/pyproject.toml"));
@@ -11,5 +12,5 @@ in
 {
   revision = self.rev or self.dirtyRev or "unknown";
   version = pyproject.project.version or "0.0.0";
-  source = pyproject.tool.airnub.image_source or "https://example.invalid/airnub-prefect-starter";
+  source = pyproject.tool.airnub.image_source or "";
 }

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
-import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.ci.conftest import load_ci_script
+
 SITE = "lib/python3.11/site-packages"
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "compare_images", REPO_ROOT / "ci/compare_images.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_images"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ci = _load()
+ci = load_ci_script("compare_images")
 
 # (name, kind, data or link target, mode, uid)
 Entry = tuple[str, str, bytes | str, int, int]

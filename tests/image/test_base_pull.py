@@ -106,7 +106,7 @@ def test_unreachable_registry_is_refused_with_the_offline_hint(base_image: str) 
     assert "`docker pull` failed" in message
     assert "connection refused" in message
     for hint in (
-        "airnub image base",
+        "ci/offline_images.py",
         "ci/provision-docker.sh",
         "--base-image",
         "AIRNUB_BASE_IMAGE",

@@ -167,12 +167,12 @@ def test_worker_image_labels_are_the_values_image_build_gives_dockerfile_worker(
     }
     assert args == {"source": "SOURCE", "revision": "REVISION", "version": "VERSION"}
     assert labels[prefix + "version"] == project_version(REPO_ROOT)
-    # Nix's default when [tool.airnub] has no image_source = the settings' and the Dockerfile's.
-    source_default = AirnubSettings.model_fields["image_source"].default
-    assert source_default == dockerfile["Args"]["SOURCE"]
+    # The source is defined once, [tool.airnub] image_source; without it no build invents one
+    # (the settings' default is empty, the Dockerfile's ARG has none, Nix falls back to "").
+    assert AirnubSettings.model_fields["image_source"].default == ""
+    assert dockerfile["Args"]["SOURCE"] is None
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    expected_source = pyproject["tool"]["airnub"].get("image_source", source_default)
-    assert labels[prefix + "source"] == expected_source
+    assert labels[prefix + "source"] == pyproject["tool"]["airnub"]["image_source"]
     # With overridden inputs Nix (2.8) gives `self` no rev: the real revision is checked below.
     head = _git("rev-parse", "HEAD")
     assert labels[prefix + "revision"] in (head, f"{head}-dirty", "unknown")

@@ -111,10 +111,12 @@ def test_github_docker_pulls_exactly_the_pinned_references() -> None:
     )
     refs = dict(line.split("=", 1) for line in proc.stdout.splitlines())
     dockerfile = (REPO_ROOT / "Dockerfile.worker").read_text()
-    from deploy_tools.settings import OFFICIAL_POSTGRES_IMAGE
+    from deploy_tools.settings import compose_postgres_image
 
     assert f"ARG BASE_IMAGE={refs['AIRNUB_BASE_IMAGE']}\n" in dockerfile
-    assert refs["AIRNUB_POSTGRES_IMAGE"] == OFFICIAL_POSTGRES_IMAGE
+    assert refs["AIRNUB_POSTGRES_IMAGE"] == compose_postgres_image(
+        REPO_ROOT / "deploy/compose.yaml"
+    )
     assert all("@sha256:" in ref for ref in refs.values())
 
 

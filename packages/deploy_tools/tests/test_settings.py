@@ -240,3 +240,17 @@ def test_an_unknown_project_names_the_known_ones(project: Path) -> None:
         KeyError, match=r"no project 'gamma' in the workspace \(known: alpha, beta\)"
     ):
         load_settings(project).project("gamma")
+
+
+def test_postgres_image_is_the_one_compose_yaml_pins(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRNUB_POSTGRES_IMAGE", raising=False)
+    assert load_settings(project).postgres_image == ""  # no deploy/compose.yaml: none
+    (project / "deploy").mkdir(exist_ok=True)
+    (project / "deploy/compose.yaml").write_text(
+        "services:\n  postgres:\n    image: ${AIRNUB_POSTGRES_IMAGE:-postgres:15@sha256:ab}\n"
+    )
+    assert load_settings(project).postgres_image == "postgres:15@sha256:ab"
+    monkeypatch.setenv("AIRNUB_POSTGRES_IMAGE", "airnub/postgres:15-bookworm")
+    assert load_settings(project).postgres_image == "airnub/postgres:15-bookworm"

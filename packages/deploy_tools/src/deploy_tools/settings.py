@@ -22,6 +22,7 @@ table: `AIRNUB_SERVER_PORT=4300`, `AIRNUB_TELEMETRY=1`, `AIRNUB_PROJECT_DIR=/pat
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,10 +43,23 @@ DEPLOY_DIR = "deploy"
 REMOTE_DEPLOY_FILE = "prefect.yaml"
 LOCAL_DEPLOY_FILE = "prefect.local.yaml"
 COMPOSE_FILE = "compose.yaml"
-# PostgreSQL 16 on Debian bookworm, the official image's index digest (deploy/compose.yaml).
-OFFICIAL_POSTGRES_IMAGE = (
-    "postgres:16-bookworm@sha256:efedf3595f1d6f415c08568ba171029bf54052e754cc9f030e3f2412b21f3d67"
-)
+#: The worker image's `name:tag` when neither [tool.airnub] `image` nor AIRNUB_IMAGE names one.
+WORKER_IMAGE = "airnub-worker:latest"
+# The PostgreSQL image is pinned in deploy/compose.yaml only (`${AIRNUB_POSTGRES_IMAGE:-<ref>}`).
+_COMPOSE_POSTGRES = re.compile(r"\$\{AIRNUB_POSTGRES_IMAGE:-([^}\s]+)\}")
+
+
+def compose_postgres_image(compose_file: Path) -> str:
+    """The PostgreSQL image `compose_file` falls back to ("" when it names none).
+
+    Example: ``compose_postgres_image(Path("deploy/compose.yaml"))`` →
+    ``"postgres:15-bookworm@sha256:…"`` (the official image by its index digest).
+    """
+    try:
+        found = _COMPOSE_POSTGRES.search(compose_file.read_text())
+    except FileNotFoundError:
+        return ""
+    return found.group(1) if found else ""
 
 
 class ProjectNotFoundError(RuntimeError):
@@ -274,21 +288,24 @@ class AirnubSettings(BaseSettings):
     worker_name: str = Field(default="airnub-local", description="Name of the process worker.")
     server_port: int = Field(default=4200, ge=1, le=65535, description="Prefect server port.")
     data_port: int = Field(default=8765, ge=1, le=65535, description="Demo-data server port.")
-    image: str = Field(default="airnub-worker:latest", description="Worker image `name:tag`.")
+    image: str = Field(default=WORKER_IMAGE, description="Worker image `name:tag`.")
     image_source: str = Field(
-        default="https://example.invalid/airnub-prefect-starter",
-        description="The image's `org.opencontainers.image.source` label.",
+        default="",
+        description="The image's `org.opencontainers.image.source` label (the root "
+        "pyproject.toml sets it; the Nix build reads it there too).",
     )
     telemetry: bool = Field(default=False, description="`AIRNUB_TELEMETRY=1` keeps Prefect's.")
     base_image: str | None = Field(
         default=None,
         description="Base of the worker image build (default: the digest-pinned one in "
-        "Dockerfile.worker); offline machines name the debootstrap one (`airnub image base`).",
+        "Dockerfile.worker); offline machines name a local one (ci/provision-docker.sh makes "
+        "airnub/base:bookworm).",
     )
     postgres_image: str = Field(
-        default=OFFICIAL_POSTGRES_IMAGE,
-        description="PostgreSQL image of the compose stack (default: the official one by "
-        "digest); offline machines name the Debian one (`airnub image postgres`).",
+        default="",
+        description="PostgreSQL image of the compose stack (default: the one deploy/compose.yaml "
+        "pins, the official image by digest); offline machines name a local one "
+        "(ci/provision-docker.sh makes airnub/postgres:15-bookworm).",
     )
     compose_project: str | None = Field(
         default=None,
@@ -340,6 +357,12 @@ class AirnubSettings(BaseSettings):
             seen.add(p.name)
         object.__setattr__(self, "project_dir", root)
         object.__setattr__(self, "projects", resolved)
+        return self
+
+    @model_validator(mode="after")
+    def _postgres_from_compose(self) -> Self:
+        if not self.postgres_image:  # unset or empty: the image deploy/compose.yaml pins
+            object.__setattr__(self, "postgres_image", compose_postgres_image(self.compose_file))
         return self
 
     # -- folders of the checkout -----------------------------------------------------------

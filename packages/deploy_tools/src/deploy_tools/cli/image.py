@@ -1,7 +1,7 @@
 """`airnub image`: build the reproducible worker image and prove two builds are bit-identical.
 
-Also makes the offline images (`base`, `postgres`) with debootstrap when no registry answers,
-prints the built image's SBOM (`sbom`) and audits the locked set for known vulnerabilities (`audit`).
+Also prints the built image's SBOM (`sbom`) and audits the locked set for known vulnerabilities
+(`audit`).
 """
 
 from __future__ import annotations
@@ -99,30 +99,6 @@ def verify(
     typer.echo(report.describe())
     if not report.identical:
         raise typer.Exit(1)
-
-
-@app.command()
-def base(
-    *,
-    tag: Annotated[str, typer.Option(help="Tag of the loaded image.")] = "airnub/base:bookworm",
-) -> None:
-    """Make an offline Debian base image (debootstrap from the apt mirror) and load it."""
-    from deploy_tools.image.base import make_base_image
-
-    typer.echo(make_base_image(tag))
-
-
-@app.command()
-def postgres(
-    *,
-    tag: Annotated[
-        str, typer.Option(help="Tag of the loaded image.")
-    ] = "airnub/postgres:15-bookworm",
-) -> None:
-    """Make an offline PostgreSQL 15 image (the official image's interface) and load it."""
-    from deploy_tools.image.base import make_postgres_image
-
-    typer.echo(make_postgres_image(tag))
 
 
 @app.command()

@@ -28,16 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy_tools.image import layerdiff, sbom, wheelhouse
-from deploy_tools.settings import workspace_members
+from deploy_tools.settings import WORKER_IMAGE, workspace_members
 
-DEFAULT_TAG = "airnub-worker:latest"
 DOCKERFILE = "Dockerfile.worker"
 ENTRYPOINT = Path(__file__).with_name("entrypoint.sh")
-DEFAULT_SOURCE = "https://example.invalid/airnub-prefect-starter"
+# The source label is [tool.airnub] image_source (settings.image_source); no value without it.
+DEFAULT_SOURCE = ""
 SBOM_IN_IMAGE = "app/" + sbom.SBOM_NAME  # written by the build (Dockerfile.worker)
 # What to do when the base image is neither in the local store nor pullable.
 OFFLINE_HINT = (
-    "offline, make the Debian base with `airnub image base` (or ci/provision-docker.sh) and "
+    "offline, make a Debian base with ci/provision-docker.sh (ci/offline_images.py) and "
     "build on it: --base-image airnub/base:bookworm, or export AIRNUB_BASE_IMAGE=airnub/base:bookworm"
 )
 
@@ -51,7 +51,7 @@ class BuildOptions:
     """What to build, from where, and how."""
 
     project: Path
-    tag: str = DEFAULT_TAG
+    tag: str = WORKER_IMAGE
     base_image: str | None = None  # None: the pinned default in Dockerfile.worker
     no_cache: bool = False
     wheel_cache: Path | None = None  # None: <project>/.image/wheelhouse

@@ -298,8 +298,8 @@ class ComposeStack(LoopbackUrls):
 
         if not image_present(s.postgres_image):
             self.note(
-                f"pulling {s.postgres_image} (offline: `airnub image postgres` and set "
-                "AIRNUB_POSTGRES_IMAGE=airnub/postgres:15-bookworm)"
+                f"pulling {s.postgres_image} (offline: ci/provision-docker.sh makes a local one; "
+                "set AIRNUB_POSTGRES_IMAGE=airnub/postgres:15-bookworm)"
             )
         record_stack(s, self.ports, mode="compose")
         self._up(DB_SERVICE, SERVICES["server"], SERVICES["demo-data"])

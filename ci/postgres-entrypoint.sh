@@ -1,5 +1,6 @@
 #!/bin/sh
-# Entrypoint of the offline PostgreSQL image (airnub/postgres:15-bookworm), with the interface of
+# CI only: the entrypoint of the offline PostgreSQL stand-in (airnub/postgres:15-bookworm, made by
+# ci/offline_images.py because this project's CI reaches no registry), with the interface of
 # the official `postgres` image: POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust),
 # POSTGRES_USER (default postgres), POSTGRES_DB (default: the user), PGDATA, POSTGRES_INITDB_ARGS,
 # POSTGRES_HOST_AUTH_METHOD (default scram-sha-256), *_FILE variants of the first three, and

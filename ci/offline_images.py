@@ -1,14 +1,17 @@
-"""Make offline Debian images with debootstrap and load them into Docker.
+#!/usr/bin/env python3
+"""Make offline stand-ins for the official Python and PostgreSQL images and load them into Docker.
 
-No registry is reachable on some machines (and in CI), so the official Python and PostgreSQL
-images cannot be pulled there. This builds a minimal Debian with Debian's packages from the apt
-mirror, packs it as a normalised one-layer image with fixed timestamps (same packages ⇒ same
+Only this project's CI needs these: its machine reaches no container registry, so the images
+that users pull (Dockerfile.worker's digest-pinned Python base, deploy/compose.yaml's
+PostgreSQL) cannot be pulled there. This builds a minimal Debian with Debian's packages from the
+apt mirror, packs it as a normalised one-layer image with fixed timestamps (same packages ⇒ same
 image id) and `docker load`s it. Two images (`ImageSpec`): `base` (python3) and `postgres`
-(PostgreSQL 15 behind an entrypoint with the official `postgres` image's interface). Standard
-library only: `ci/provision-docker.sh` runs it before any venv exists::
+(PostgreSQL 15, bookworm's, the major deploy/compose.yaml pins, behind ci/postgres-entrypoint.sh
+with the official `postgres` image's interface). Standard library only: ci/provision-docker.sh
+runs it before any venv exists::
 
-    PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --tag airnub/base:bookworm
-    PYTHONPATH=packages/deploy_tools/src python3 -m deploy_tools.image.base --image postgres
+    python3 ci/offline_images.py --tag airnub/base:bookworm
+    python3 ci/offline_images.py --image postgres [--tag airnub/postgres:15-bookworm]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ BASE_CONFIG: dict[str, object] = {
     ],
     "Cmd": ["/bin/bash"],
 }
+#: The major of deploy/compose.yaml's official image (tests/ci checks they agree): bookworm ships 15.
 PG_MAJOR = "15"
 #: The official `postgres` image's uid and gid (Debian's adduser would pick 100:102 here).
 POSTGRES_UID = 999
@@ -314,7 +318,7 @@ def make_postgres_image(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m deploy_tools.image.base [--image base|postgres] [--tag T]``."""
+    """Command line: ``python3 ci/offline_images.py [--image base|postgres] [--tag T]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--image", choices=sorted(IMAGES), default="base")
     parser.add_argument(

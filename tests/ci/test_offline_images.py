@@ -1,4 +1,5 @@
-"""Offline base image helpers: mirror discovery, scrubbing, a deterministic docker archive."""
+"""ci/offline_images.py (CI's stand-ins for the official images): mirror discovery, scrubbing,
+a deterministic docker archive, the PostgreSQL spec and entrypoint."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.image import base
-from deploy_tools.image.scan import holds_private_key
+from deploy_tools.settings import compose_postgres_image
+from tests.ci.conftest import REPO_ROOT, load_ci_script
+
+base = load_ci_script("offline_images")
 
 
 def test_mirror_is_read_from_deb822_sources(tmp_path: Path) -> None:
@@ -55,14 +58,6 @@ def test_docker_archive_is_deterministic(tmp_path: Path) -> None:
     assert manifest[0]["RepoTags"] == ["x:y"]
 
 
-def test_private_key_detector() -> None:
-    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 2
-    assert holds_private_key(f"-----BEGIN PRIVATE KEY-----\n{body}\n".encode())
-    assert holds_private_key(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n".encode())
-    # The bare header string (as in TLS libraries) is not a key.
-    assert not holds_private_key(b'fmt = "-----BEGIN PRIVATE KEY-----";')
-
-
 def test_scrub_fixes_the_shadow_day_and_drops_backups(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/shadow").write_text("root:*:20786:0:99999:7:::\npostgres:!:20786::::::\n")
@@ -102,6 +97,15 @@ def test_postgres_spec_has_the_official_interface(tmp_path: Path) -> None:
     assert config["StopSignal"] == "SIGINT"
     assert "PGDATA=/var/lib/postgresql/data" in config["Env"]
     assert config["Env"][0].startswith("PATH=/usr/lib/postgresql/15/bin:")
+
+
+def test_postgres_stand_in_is_the_major_compose_pins() -> None:
+    # CI tests the PostgreSQL users run: deploy/compose.yaml's official image, same major.
+    official = compose_postgres_image(REPO_ROOT / "deploy/compose.yaml")
+    assert official.startswith(f"postgres:{base.PG_MAJOR}-bookworm@sha256:"), official
+    assert base.IMAGES["postgres"].tag == f"airnub/postgres:{base.PG_MAJOR}-bookworm"
+    compose = (REPO_ROOT / "deploy/compose.yaml").read_text()
+    assert f"pgdata-{base.PG_MAJOR}:/var/lib/postgresql/data" in compose  # a volume per major
 
 
 def _fake_postgres_rootfs(root: Path) -> None:

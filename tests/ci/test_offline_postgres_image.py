@@ -1,4 +1,4 @@
-"""The offline PostgreSQL image (`airnub image postgres`) behaves like the official one.
+"""CI's offline PostgreSQL stand-in (ci/offline_images.py) behaves like the official one.
 
 Needs a Docker engine and the image already loaded (ci/provision-docker.sh makes it; tests never
 pull or build it). One container with a named volume serves the connection tests; every

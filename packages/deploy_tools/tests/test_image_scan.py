@@ -1,0 +1,13 @@
+"""deploy_tools.image.scan: what counts as a private key in an image layer."""
+
+from __future__ import annotations
+
+from deploy_tools.image.scan import holds_private_key
+
+
+def test_private_key_detector() -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 2
+    assert holds_private_key(f"-----BEGIN PRIVATE KEY-----\n{body}\n".encode())
+    assert holds_private_key(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n".encode())
+    # The bare header string (as in TLS libraries) is not a key.
+    assert not holds_private_key(b'fmt = "-----BEGIN PRIVATE KEY-----";')
