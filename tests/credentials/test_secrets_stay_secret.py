@@ -86,9 +86,9 @@ async def setup_apply(deploy: Path, env: dict[str, str]) -> bool:
     from prefect.settings import PREFECT_API_URL
 
     from deploy_tools.cli.terminal import RichReporter
-    from deploy_tools.deploy_service import DeployError, apply_setup
+    from deploy_tools.local.service import DeployError, apply_setup
     from deploy_tools.settings import load_settings
-    from deploy_tools.stack import Ports, ProcessStack
+    from deploy_tools.local.stack import Ports, ProcessStack
 
     api_url = PREFECT_API_URL.value()
     assert api_url

@@ -10,8 +10,8 @@ import pytest
 
 from deploy_tools import server_settings
 from deploy_tools.settings import load_settings
-from deploy_tools.stack import ComposeStack, Ports, StackError
-from deploy_tools.stack.compose import project_name
+from deploy_tools.local.stack import ComposeStack, Ports, StackError
+from deploy_tools.local.stack.compose import project_name
 
 
 @pytest.fixture

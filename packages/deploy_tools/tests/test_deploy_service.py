@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.deploy_service import DeployError, deploy_local, gate_files
+from deploy_tools.local.service import DeployError, deploy_local, gate_files
 from deploy_tools.settings import ProjectSettings, load_settings
-from deploy_tools.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
+from deploy_tools.local.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
 
 
 @dataclass
@@ -165,7 +165,7 @@ def test_no_projects_is_a_clear_error(checkout: Path) -> None:
 
 
 def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
-    from deploy_tools.deploy_service import run_deployment
+    from deploy_tools.local.service import run_deployment
 
     reporter = RecordingReporter()
     with pytest.raises(DeployError) as caught:
@@ -182,7 +182,7 @@ def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
 
 
 def test_no_server_under_setup_apply_is_one_line(checkout: Path) -> None:
-    from deploy_tools.deploy_service import apply_setup
+    from deploy_tools.local.service import apply_setup
 
     settings = load_settings(checkout)
     reporter = RecordingReporter()
@@ -236,7 +236,7 @@ def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
 def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
     import os
 
-    from deploy_tools.stack.lock import StackLock
+    from deploy_tools.local.stack.lock import StackLock
 
     settings = load_settings(checkout)
     stack = InertStack(settings)
@@ -253,7 +253,7 @@ def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path
 
 
 def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout: Path) -> None:
-    from deploy_tools.deploy_service import stop_local
+    from deploy_tools.local.service import stop_local
 
     settings = load_settings(checkout)
     stack = InertStack(settings)
@@ -263,8 +263,8 @@ def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout:
 
 
 def test_stop_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
-    from deploy_tools.deploy_service import stop_local
-    from deploy_tools.stack.lock import StackLock
+    from deploy_tools.local.service import stop_local
+    from deploy_tools.local.stack.lock import StackLock
 
     settings = load_settings(checkout)
     stack = InertStack(settings)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from deploy_tools.deploy_service import setup_files
+from deploy_tools.local.service import setup_files
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import apply_plan, load_plan
-from deploy_tools.stack import Ports, ProcessStack
+from deploy_tools.local.stack import Ports, ProcessStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

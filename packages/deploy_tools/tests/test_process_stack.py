@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from deploy_tools.settings import load_settings
-from deploy_tools.stack import Ports, ProcessStack, StackError
-from deploy_tools.stack.demo_data import demo_data_folder
+from deploy_tools.local.stack import Ports, ProcessStack, StackError
+from deploy_tools.local.stack.demo_data import demo_data_folder
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_tools import remote_steps
-from deploy_tools.deploy_service import DeployError
-from deploy_tools.remote_deploy import (
+from deploy_tools.remote import steps as remote_steps
+from deploy_tools.local.service import DeployError
+from deploy_tools.remote.service import (
     load_remote_file,
     remote_apply_env,
     remote_files,
@@ -85,8 +85,8 @@ def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Pa
     raw = load_remote_file(path)
     text = path.read_text()
     assert "${" not in "".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
-    assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote_steps.build_image"]
-    assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote_steps.push_image"]
+    assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote.steps.build_image"]
+    assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote.steps.push_image"]
     assert raw["pull"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}
     ]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.deploy_service import setup_files
+from deploy_tools.local.service import setup_files
 from deploy_tools.settings import AirnubSettings, load_settings
 from deploy_tools.setup import SetupFiles, SetupFilesError, SetupPlan, load_plan
-from deploy_tools.stack import Ports, ProcessStack
+from deploy_tools.local.stack import Ports, ProcessStack
 
 ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 

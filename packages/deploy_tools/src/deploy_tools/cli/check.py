@@ -19,7 +19,7 @@ def entrypoints(
     ),
 ) -> None:
     """Import every deployment entrypoint without a server; list every broken one."""
-    from deploy_tools.deploy_service import DeployError, check_entrypoints, gate_files
+    from deploy_tools.local.service import DeployError, check_entrypoints, gate_files
 
     reporter = RichReporter()
     try:

@@ -18,9 +18,9 @@ def run(
     timeout: float = typer.Option(600, help="Seconds to wait for a final state."),
 ) -> None:
     """Trigger the demo deployments; exit non-zero unless each ends Completed."""
-    from deploy_tools.deploy_service import DeployError, run_demos, run_deployment
+    from deploy_tools.local.service import DeployError, run_demos, run_deployment
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.stack import running_stack
 
     config = settings()
     stack = running_stack(config)  # the mode the last `up` used

@@ -8,7 +8,7 @@ import typer
 
 from deploy_tools.cli.stack import NoWait
 from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
-from deploy_tools.stack.mode import Mode
+from deploy_tools.local.stack.mode import Mode
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,8 +37,8 @@ def local(
     compose mode: PostgreSQL, the server, the worker and the demo-data server in containers
     (deploy/compose.yaml); the worker image is built when missing or out of date.
     """
-    from deploy_tools.deploy_service import DeployError, deploy_local
-    from deploy_tools.stack import open_stack
+    from deploy_tools.local.service import DeployError, deploy_local
+    from deploy_tools.local.stack import open_stack
 
     config = settings()
     stack = open_stack(
@@ -86,8 +86,8 @@ def remote(
     Credentials come from the environment only: PREFECT_API_KEY (Prefect Cloud) or
     PREFECT_API_AUTH_STRING (a self-hosted server with basic auth); never printed or stored.
     """
-    from deploy_tools.deploy_service import DeployError
-    from deploy_tools.remote_deploy import RemoteTarget, deploy_remote
+    from deploy_tools.local.service import DeployError
+    from deploy_tools.remote.service import RemoteTarget, deploy_remote
 
     config = settings()
     if not api_url:

@@ -21,7 +21,7 @@ def project(
     lock: bool = typer.Option(True, help="Run `uv lock` to add the package to uv.lock."),
 ) -> None:
     """Create packages/flows_<name>/ and deploy/projects/<name>/; no other file but uv.lock."""
-    from deploy_tools.project_scaffold import ScaffoldError, create_project
+    from deploy_tools.scaffold.create import ScaffoldError, create_project
 
     root = settings().project_dir
     try:

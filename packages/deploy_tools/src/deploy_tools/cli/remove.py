@@ -10,7 +10,7 @@ import typer
 from deploy_tools.cli.terminal import console, fail, note, settings
 
 if TYPE_CHECKING:
-    from deploy_tools.project_cleanup import ServerObjects
+    from deploy_tools.scaffold.cleanup import ServerObjects
     from deploy_tools.settings import AirnubSettings
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,8 +30,8 @@ def project(
     When the local stack runs, its deployments and variables there are offered for deletion
     (asked on a terminal; `--yes` deletes them without asking).
     """
-    from deploy_tools.project_cleanup import delete_objects, project_objects
-    from deploy_tools.project_scaffold import ScaffoldError, find_project, remove_project
+    from deploy_tools.scaffold.cleanup import delete_objects, project_objects
+    from deploy_tools.scaffold.create import ScaffoldError, find_project, remove_project
 
     config = settings()
     root = config.project_dir
@@ -69,8 +69,8 @@ def _on_running_stack(
 ) -> tuple[str, ServerObjects] | None:
     """(API URL, the objects it holds) when the local stack answers and holds some."""
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.project_cleanup import existing_objects
-    from deploy_tools.stack.mode import running_stack
+    from deploy_tools.scaffold.cleanup import existing_objects
+    from deploy_tools.local.stack.mode import running_stack
 
     if not objects:
         return None

@@ -24,9 +24,9 @@ def apply(
     ),
 ) -> None:
     """Validate every file under deploy/, then create or update what differs on the server."""
-    from deploy_tools.deploy_service import DeployError, apply_setup
+    from deploy_tools.local.service import DeployError, apply_setup
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.stack import running_stack
 
     config = settings()
     stack = running_stack(config)  # the mode the last `up` used

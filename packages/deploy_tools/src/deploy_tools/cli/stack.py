@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
-from deploy_tools.stack.mode import Mode
+from deploy_tools.local.stack.mode import Mode
 
 if TYPE_CHECKING:
-    from deploy_tools.stack import PartStatus
+    from deploy_tools.local.stack import PartStatus
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -40,8 +40,8 @@ def up(
     no_wait: bool = NoWait,
 ) -> None:
     """Start the server, demo-data server and worker on 127.0.0.1 (what is running stays)."""
-    from deploy_tools.deploy_service import DeployError, stack_lock
-    from deploy_tools.stack import StackError, open_stack
+    from deploy_tools.local.service import DeployError, stack_lock
+    from deploy_tools.local.stack import StackError, open_stack
 
     config = settings()
     stack = open_stack(mode, config, server_port=server_port, data_port=data_port, note=note)
@@ -76,8 +76,8 @@ def down(
     """
     import sys
 
-    from deploy_tools.deploy_service import DeployError, stop_local
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.service import DeployError, stop_local
+    from deploy_tools.local.stack import running_stack
 
     if volumes and not yes:
         if not sys.stdin.isatty():
@@ -104,8 +104,8 @@ def status(*, mode: Mode = RunningMode) -> None:
     """Health of each part of the stack; exits 1 unless all are healthy (naming what is wrong)."""
     from rich.table import Table
 
-    from deploy_tools.stack import running_stack
-    from deploy_tools.stack.lock import current_holder
+    from deploy_tools.local.stack import running_stack
+    from deploy_tools.local.stack.lock import current_holder
 
     config = settings()
     if holder := current_holder(config.local_dir):
@@ -143,7 +143,7 @@ def logs(
     mode: Mode = RunningMode,
 ) -> None:
     """Show the end of the stack's logs (process: files under .local/logs/; compose: containers)."""
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.stack import running_stack
 
     try:
         found = running_stack(settings(), mode).logs(part, lines)
@@ -174,8 +174,8 @@ def worker(
     """
     import os
 
-    from deploy_tools.deploy_service import sweep_temp_files
-    from deploy_tools.runs import CRASHED_MESSAGE, end_interrupted_runs
+    from deploy_tools.local.service import sweep_temp_files
+    from deploy_tools.local.runs import CRASHED_MESSAGE, end_interrupted_runs
 
     config = settings()
     reporter = RichReporter()

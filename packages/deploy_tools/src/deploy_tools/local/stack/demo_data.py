@@ -3,7 +3,7 @@
 The same server in both modes: a local process (`ProcessStack`) and the `demo-data` service of
 `deploy/compose.yaml`, where the packages are the ones installed in the image::
 
-    python -m deploy_tools.stack.demo_data --bind 127.0.0.1 --port 8765
+    python -m deploy_tools.local.stack.demo_data --bind 127.0.0.1 --port 8765
 
 It reads the projects from the settings of the current folder (or AIRNUB_PROJECT_DIR), serves
 files only (no listing outside a project's folder, no path out of it) and logs one line a request.
@@ -19,7 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from deploy_tools.stack.interface import StackError
+from deploy_tools.local.stack.interface import StackError
 
 
 def demo_data_folder(module: str) -> Path:
@@ -87,7 +87,7 @@ def serve(bind: str, port: int, folders: dict[str, Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m deploy_tools.stack.demo_data [--bind H] [--port N]``."""
+    """Command line: ``python -m deploy_tools.local.stack.demo_data [--bind H] [--port N]``."""
     parser = argparse.ArgumentParser(description="Serve every project's demo data.")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from deploy_tools import server_settings
 from deploy_tools.settings import AirnubSettings, ProjectSettings
-from deploy_tools.stack.demo_data import demo_data_folder
-from deploy_tools.stack.interface import PartLog, PartStatus, StackError
-from deploy_tools.stack.ports import LoopbackUrls, Ports, choose_ports, ensure_free, record_stack
+from deploy_tools.local.stack.demo_data import demo_data_folder
+from deploy_tools.local.stack.interface import PartLog, PartStatus, StackError
+from deploy_tools.local.stack.ports import LoopbackUrls, Ports, choose_ports, ensure_free, record_stack
 
 APP_DIR = "/app"  # the image's WORKDIR: /app/pyproject.toml, flows' working directory
 DATA_MOUNT = f"{APP_DIR}/data"  # where the checkout's data/ is mounted in the worker

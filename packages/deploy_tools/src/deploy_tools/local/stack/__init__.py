@@ -9,11 +9,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deploy_tools.stack.compose import ComposeStack
-    from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, Stack, StackError
-    from deploy_tools.stack.mode import Mode, open_stack, resolve_mode, running_stack
-    from deploy_tools.stack.ports import PortInUseError, Ports
-    from deploy_tools.stack.process import ProcessStack
+    from deploy_tools.local.stack.compose import ComposeStack
+    from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, Stack, StackError
+    from deploy_tools.local.stack.mode import Mode, open_stack, resolve_mode, running_stack
+    from deploy_tools.local.stack.ports import PortInUseError, Ports
+    from deploy_tools.local.stack.process import ProcessStack
 
 _WHERE = {
     "PARTS": "interface",

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from deploy_tools.stack.interface import StackError
+from deploy_tools.local.stack.interface import StackError
 
 if TYPE_CHECKING:
     from deploy_tools.settings import AirnubSettings

@@ -2,7 +2,7 @@
 
 A project is a workspace member under `packages/` that says so in its own `pyproject.toml`
 (`[tool.airnub.project]`), plus its setup files under `deploy/projects/<name>/`. Creating one
-renders a template (`deploy_tools/templates/<template>/`; file and folder names are templates
+renders a template (`deploy_tools/scaffold/templates/<template>/`; file and folder names are templates
 too) and runs `uv lock`; removing one deletes those two folders and runs `uv lock` again. No
 other file is edited: the workspace, Hatch, ruff, mypy, the image and Nix find members by glob.
 Every check runs before anything is written; if `uv lock` fails, every file is put back.

@@ -13,11 +13,11 @@ returns no digest, and the deployments must name the image by digest.
 In prefect.yaml::
 
     build:
-      - deploy_tools.remote_steps.build_image:
+      - deploy_tools.remote.steps.build_image:
           id: build
           tag: "{{ $AIRNUB_IMAGE }}"
     push:
-      - deploy_tools.remote_steps.push_image:
+      - deploy_tools.remote.steps.push_image:
           id: push
           image: "{{ build.image }}"
           registry: "{{ $AIRNUB_REGISTRY }}"

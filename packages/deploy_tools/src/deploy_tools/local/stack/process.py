@@ -2,7 +2,7 @@
 
 State lives in `<project>/.local/`: the SQLite database (kept across down/up), `stack.json`
 (the ports in use), `run/*.json` (PIDs) and `logs/*.log`. The demo-data server is
-`deploy_tools.stack.demo_data` (each project's demo data under `/<project>/`).
+`deploy_tools.local.stack.demo_data` (each project's demo data under `/<project>/`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import httpx
 
 from deploy_tools import server_settings
 from deploy_tools.settings import AirnubSettings, ProjectSettings
-from deploy_tools.stack.demo_data import demo_data_folder
-from deploy_tools.stack.interface import PARTS, PartLog, PartStatus, StackError
-from deploy_tools.stack.ports import (
+from deploy_tools.local.stack.demo_data import demo_data_folder
+from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, StackError
+from deploy_tools.local.stack.ports import (
     HOST,
     LoopbackUrls,
     Ports,
@@ -26,7 +26,7 @@ from deploy_tools.stack.ports import (
     record_stack,
     recorded_ports,
 )
-from deploy_tools.stack.processes import ManagedProcess
+from deploy_tools.local.stack.processes import ManagedProcess
 
 
 class ProcessStack(LoopbackUrls):
@@ -135,7 +135,7 @@ class ProcessStack(LoopbackUrls):
                 [
                     sys.executable,
                     "-m",
-                    "deploy_tools.stack.demo_data",
+                    "deploy_tools.local.stack.demo_data",
                     "--bind",
                     HOST,
                     "--port",

@@ -8,7 +8,7 @@ raises `DeployError` with one line saying what to do next — also when the Pref
 away under a step.
 
 Safe to run twice: whatever starts or stops parts does so under the checkout's stack lock
-(`stack_lock`; `deploy_tools.stack.lock`), so a second caller waits for the first (or, with
+(`stack_lock`; `deploy_tools.local.stack.lock`), so a second caller waits for the first (or, with
 `wait=False`, refuses naming its PID).
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from deploy_tools.runs import CancelledRun
+from deploy_tools.local.runs import CancelledRun
 from deploy_tools.settings import AirnubSettings
 from deploy_tools.setup import Change, SetupFiles
-from deploy_tools.stack.interface import Stack, StackError
+from deploy_tools.local.stack.interface import Stack, StackError
 
 # How often the Prefect client retries a lost connection here (its default, 5 with back-off, is
 # about a minute): against the local stack a server that stopped answering is gone.
@@ -107,7 +107,7 @@ def stack_lock(
     Raises:
         DeployError: `wait` is False and the lock is held, naming the holder's command and PID.
     """
-    from deploy_tools.stack.lock import LockHolder, StackBusyError, StackLock
+    from deploy_tools.local.stack.lock import LockHolder, StackBusyError, StackLock
 
     def waiting(holder: LockHolder) -> None:
         reporter.info(f"waiting for {holder.describe()} to finish…")
@@ -250,7 +250,7 @@ def run_deployment(
     stack: Stack, deployment: str, reporter: Reporter, *, timeout: float = 600.0
 ) -> DemoRun:
     """Run `deployment` (`flow/deployment`) through `stack`, report its state live."""
-    from deploy_tools.demo_run import run_and_watch
+    from deploy_tools.local.demo_run import run_and_watch
     from deploy_tools.prefect_api import describe, server_gone, use_api
 
     reporter.step_started(deployment, "starting a run")
@@ -357,7 +357,7 @@ def stop_local(
     Raises:
         DeployError: `wait` is False and another command holds the stack lock.
     """
-    from deploy_tools.runs import end_interrupted_runs
+    from deploy_tools.local.runs import end_interrupted_runs
 
     with stack_lock(settings, "stack down", reporter, wait=wait):
         cancelled = end_interrupted_runs(stack.api_url, settings.local_pool)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_tools.deploy_service import DeployError, Reporter, check_entrypoints, report_changes
+from deploy_tools.local.service import DeployError, Reporter, check_entrypoints, report_changes
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
 from deploy_tools.setup import SetupFiles
 
@@ -214,7 +214,7 @@ def deploy_remote(
         result.deployments = [n for entries in names.values() for n in entries]
         return result
 
-    from deploy_tools import remote_steps
+    from deploy_tools.remote import steps as remote_steps
     from deploy_tools.image.gate import check_in_image, image_targets
 
     step = "image"
@@ -280,7 +280,7 @@ def _prefect_deploy(
     Raises:
         DeployError: Prefect failed (its last lines are reported).
     """
-    from deploy_tools import remote_steps
+    from deploy_tools.remote import steps as remote_steps
 
     shown = settings.relative(path)
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")

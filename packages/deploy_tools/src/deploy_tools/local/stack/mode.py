@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from deploy_tools.settings import AirnubSettings
-    from deploy_tools.stack.interface import Stack
+    from deploy_tools.local.stack.interface import Stack
 
 
 class Mode(enum.StrEnum):
@@ -68,15 +68,15 @@ def open_stack(
     `note` hears which mode `auto` picked; `build` and `note` concern the compose mode too:
     rebuild the worker image, progress lines.
     """
-    from deploy_tools.stack.ports import choose_ports
+    from deploy_tools.local.stack.ports import choose_ports
 
     mode = resolve_mode(mode, settings, note)
     ports = choose_ports(settings, server_port, data_port)
     if mode is Mode.compose:
-        from deploy_tools.stack.compose import ComposeStack
+        from deploy_tools.local.stack.compose import ComposeStack
 
         return ComposeStack(settings, ports, build=build, note=note)
-    from deploy_tools.stack.process import ProcessStack
+    from deploy_tools.local.stack.process import ProcessStack
 
     return ProcessStack(settings, ports)
 
@@ -85,7 +85,7 @@ def running_stack(
     settings: AirnubSettings, mode: Mode = Mode.auto, note: Callable[[str], None] | None = None
 ) -> Stack:
     """The stack that `up` started last (`auto`), or the one of `mode`, on its recorded ports."""
-    from deploy_tools.stack.ports import recorded_mode
+    from deploy_tools.local.stack.ports import recorded_mode
 
     if mode is Mode.auto:
         mode = Mode(recorded_mode(settings))
