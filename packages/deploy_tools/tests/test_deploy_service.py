@@ -1,4 +1,4 @@
-"""`deploy_service` through a recording `Reporter` and a stack that starts nothing.
+"""`deploy_tools.local.service` through a recording `Reporter` and a stack that starts nothing.
 
 What needs a real server (apply, demo runs) is covered end to end by tests/stack.
 """
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.local.service import DeployError, deploy_local, gate_files
-from deploy_tools.settings import ProjectSettings, load_settings
+from deploy_tools.local.service import deploy_local, gate_files
 from deploy_tools.local.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
+from deploy_tools.reporting import DeployError
+from deploy_tools.settings import ProjectSettings, load_settings
 
 
 @dataclass
@@ -42,6 +43,8 @@ class RecordingReporter:
 
 class InertStack:
     """A `Stack` that records what it was asked and starts nothing (the local stack's values)."""
+
+    worker_sweeps = False  # as the process stack: deploy local sweeps
 
     def __init__(self, settings: object, *, up_error: str | None = None) -> None:
         self._values = ProcessStack(settings, Ports(4200, 8765))  # type: ignore[arg-type]
@@ -84,7 +87,7 @@ class InertStack:
 
 def test_the_inert_stack_is_a_stack(checkout: Path) -> None:
     stack: Stack = InertStack(load_settings(checkout))  # mypy checks the Protocol here
-    assert stack.apply_env()["AIRNUB_LOCAL_POOL"] == "local-process"
+    assert stack.apply_env()["STACK_POOL"] == "local-process"
 
 
 def test_gate_files_are_every_project_file_and_remote_on_request(checkout: Path) -> None:

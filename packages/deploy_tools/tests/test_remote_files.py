@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from deploy_tools.remote import steps as remote_steps
-from deploy_tools.local.service import DeployError
 from deploy_tools.remote.service import (
     load_remote_file,
     remote_apply_env,
     remote_files,
     remote_setup_files,
 )
+from deploy_tools.reporting import DeployError
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
 
@@ -48,12 +48,12 @@ def test_each_target_gets_its_own_pools(checkout: Path) -> None:
 def test_the_containers_see_app_and_app_data(checkout: Path) -> None:
     settings = load_settings(checkout)
     env = remote_apply_env(settings, settings.project("alpha"))
-    assert env["AIRNUB_PROJECT_DIR"] == "/app"
-    assert env["AIRNUB_DATA_ROOT"] == "/app/data/project_alpha_outputs"
-    assert env["AIRNUB_DEMO_DATA_URL"] == "https://files.example.com/alpha"
+    assert env["STACK_PROJECT_DIR"] == "/app"
+    assert env["STACK_DATA_ROOT"] == "/app/data/project_alpha_outputs"
+    assert env["STACK_DEMO_DATA_URL"] == "https://files.example.com/alpha"
     beta = remote_apply_env(settings, settings.project("beta"))
-    assert "AIRNUB_DATA_ROOT" not in beta  # beta has no data root
-    assert beta["AIRNUB_PROJECT"] == "beta"
+    assert "STACK_DATA_ROOT" not in beta  # beta has no data root
+    assert beta["STACK_DEMO_DATA_URL"] == "https://files.example.com/beta"
 
 
 def test_remote_files_are_each_project_s_own_and_projects_without_one_are_left_out(

@@ -268,7 +268,7 @@ class AirnubSettings(BaseSettings):
     local_pool: str = Field(
         default="local-process",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="The one process work pool of the local stack (`{{ $AIRNUB_LOCAL_POOL }}` in "
+        description="The one process work pool of the local stack (`{{ $STACK_POOL }}` in "
         "setup files).",
     )
     worker_name: str = Field(default="airnub-local", description="Name of the process worker.")
@@ -360,10 +360,9 @@ class AirnubSettings(BaseSettings):
 
     def relative(self, path: Path) -> str:
         """`path` relative to the checkout (POSIX) when inside it, else as it is (for messages)."""
-        try:
-            return path.relative_to(self.project_dir).as_posix()
-        except ValueError:
-            return str(path)
+        from deploy_tools.reporting import shown_path
+
+        return shown_path(path, self.project_dir)
 
     def project(self, name: str) -> ProjectSettings:
         """The project called `name`.

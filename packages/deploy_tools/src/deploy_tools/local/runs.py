@@ -4,7 +4,8 @@ When `stack down` stops the worker, the flow-run processes it started die with i
 would ever tell the server, so their runs would stay RUNNING (or PENDING) for good. Before
 and after stopping the worker, `end_interrupted_runs` sets every such run of the local pool
 (`local_pool` of `[tool.airnub]`), and the subflow runs under them, to Cancelled with a
-message naming `deploy:down`.
+message naming `deploy:down`. The compose worker's start ends what its dead predecessor left
+as Crashed instead (`deploy_tools.local.worker`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class CancelledRun:
     previous: str
 
 
-async def cancel_interrupted_runs(pool: str, message: str = DOWN_MESSAGE) -> list[CancelledRun]:
-    """Set RUNNING/PENDING/CANCELLING runs of work pool `pool` and their subflow runs to Cancelled
-    (to Crashed with `CRASHED_MESSAGE`).
+async def cancel_interrupted_runs(
+    pool: str, message: str = DOWN_MESSAGE, end_as: str = "CANCELLED"
+) -> list[CancelledRun]:
+    """Set RUNNING/PENDING/CANCELLING runs of work pool `pool` and their subflow runs to the
+    final state of type `end_as` (a Prefect `StateType`: CANCELLED, or CRASHED), with `message`.
 
     Uses the Prefect client of this process (point it at the stack's API first). Runs are
     forced: their process is being stopped (or is gone), so no orchestration rule applies.
@@ -45,10 +48,7 @@ async def cancel_interrupted_runs(pool: str, message: str = DOWN_MESSAGE) -> lis
         WorkPoolFilter,
         WorkPoolFilterName,
     )
-    from prefect.client.schemas.objects import StateType
-    from prefect.states import Cancelled, Crashed
-
-    ending = Crashed if message == CRASHED_MESSAGE else Cancelled
+    from prefect.client.schemas.objects import State, StateType
 
     active = FlowRunFilterState(
         type=FlowRunFilterStateType(any_=[StateType(s) for s in INTERRUPTED_STATES])
@@ -68,7 +68,7 @@ async def cancel_interrupted_runs(pool: str, message: str = DOWN_MESSAGE) -> lis
                 previous = run.state_type.value if run.state_type else "unknown"
                 await client.set_flow_run_state(
                     run.id,
-                    ending(message=message.format(state=previous)),
+                    State(type=StateType(end_as), message=message.format(state=previous)),
                     force=True,
                 )
                 done.append(CancelledRun(run.id, run.name, previous))
@@ -88,7 +88,7 @@ async def cancel_interrupted_runs(pool: str, message: str = DOWN_MESSAGE) -> lis
 
 
 def end_interrupted_runs(
-    api_url: str, pool: str, message: str = DOWN_MESSAGE
+    api_url: str, pool: str, message: str = DOWN_MESSAGE, end_as: str = "CANCELLED"
 ) -> list[CancelledRun]:
     """`cancel_interrupted_runs` against the server at `api_url`; [] when it does not answer.
 
@@ -99,13 +99,13 @@ def end_interrupted_runs(
     """
     import asyncio
 
-    from deploy_tools.prefect_api import connection_failure, server_answers, use_api
+    from deploy_tools.prefect_api import GONE_RETRIES, connection_failure, server_answers, use_api
 
     if not server_answers(api_url, timeout=2):
         return []
     try:
-        with use_api(api_url, retries=1):
-            return asyncio.run(cancel_interrupted_runs(pool, message))
+        with use_api(api_url, retries=GONE_RETRIES):
+            return asyncio.run(cancel_interrupted_runs(pool, message, end_as))
     except Exception as exc:
         if connection_failure(exc) is None:
             raise

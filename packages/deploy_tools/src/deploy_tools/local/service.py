@@ -1,11 +1,10 @@
-"""The deploy use case: import gate → stack up → setup apply → every project's demo run, and
+"""The local use case: import gate → stack up → setup apply → every project's demo run, and
 its inverse, `stop_local` (cancel the runs it interrupts, stop every part).
 
-Front ends (the `airnub` CLI; the remote deploy reuses the steps) pass a `Stack` (process or
-compose) and a
-`Reporter`; nothing here prints. A failed step reports its details through the reporter and
-raises `DeployError` with one line saying what to do next — also when the Prefect server goes
-away under a step.
+Front ends (the `airnub` CLI) pass a `Stack` (process or compose) and a `Reporter`
+(`deploy_tools.reporting`); nothing here prints. A failed step reports its details through the
+reporter and raises `DeployError` with one line saying what to do next — also when the Prefect
+server goes away under a step.
 
 Safe to run twice: whatever starts or stops parts does so under the checkout's stack lock
 (`stack_lock`; `deploy_tools.local.stack.lock`), so a second caller waits for the first (or, with
@@ -20,49 +19,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from deploy_tools.local.runs import CancelledRun
+from deploy_tools.local.stack.interface import Stack, StackError
+from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
+from deploy_tools.reporting import (
+    DeployError,
+    Reporter,
+    ServerGoneError,
+    check_entrypoints,
+    report_changes,
+    server_gone_error,
+)
 from deploy_tools.settings import AirnubSettings
 from deploy_tools.setup import Change, SetupFiles
-from deploy_tools.local.stack.interface import Stack, StackError
-
-# How often the Prefect client retries a lost connection here (its default, 5 with back-off, is
-# about a minute): against the local stack a server that stopped answering is gone.
-DEMO_RETRIES = 1
-APPLY_RETRIES = 2
-
-
-class Reporter(Protocol):
-    """What a front end shows of the steps. `progress` repeats while a step runs."""
-
-    def step_started(self, step: str, detail: str = "") -> None:
-        """A step (`entrypoints`, `stack`, `setup`, a `flow/deployment`) begins."""
-        ...
-
-    def progress(self, step: str, detail: str) -> None:
-        """A running step's current state (e.g. a flow run's state and elapsed time)."""
-        ...
-
-    def step_finished(self, step: str, detail: str = "", *, ok: bool = True) -> None:
-        """A step ends; `detail` is its one-line outcome."""
-        ...
-
-    def info(self, message: str) -> None:
-        """A line of output (one applied object, one note)."""
-        ...
-
-    def failure(self, message: str) -> None:
-        """A line about something wrong (a broken entrypoint, an invalid file)."""
-        ...
-
-
-class DeployError(RuntimeError):
-    """A step failed; its details went to the reporter, the message says what to do next."""
-
-
-class ServerGoneError(DeployError):
-    """The Prefect server stopped answering during a step (the message is one line)."""
 
 
 @dataclass(frozen=True)
@@ -123,15 +94,6 @@ def stack_lock(
         lock.release()
 
 
-def _server_gone_error(api_url: str, doing: str, lost: BaseException) -> ServerGoneError:
-    from deploy_tools.prefect_api import describe
-
-    return ServerGoneError(
-        f"the Prefect server at {api_url} stopped answering during {doing} ({describe(lost)}); "
-        "`airnub stack status` shows what is running"
-    )
-
-
 # -- import gate ---------------------------------------------------------------------------
 def gate_files(settings: AirnubSettings, *, remote: bool = False) -> list[Path]:
     """Every project's local deployment file; with `remote`, also each one's `prefect.yaml`."""
@@ -139,35 +101,6 @@ def gate_files(settings: AirnubSettings, *, remote: bool = False) -> list[Path]:
     if remote:
         files += [p.remote_deploy_file for p in settings.projects if p.remote_deploy_file.is_file()]
     return files
-
-
-def check_entrypoints(files: Sequence[Path], reporter: Reporter) -> int:
-    """Import every deployment entrypoint of `files` without a server; return how many.
-
-    Raises:
-        DeployError: any is broken (each one reported).
-    """
-    from deploy_tools.setup import check_entrypoints as import_all
-
-    reporter.step_started("entrypoints", "importing every deployment's flow")
-    checked, problems = import_all(list(files))
-    for p in problems:  # the path, not the file name: every project has a prefect.local.yaml
-        reporter.failure(f"broken {_shown(p.file)}: {p.deployment}: {p.entrypoint}: {p.error}")
-    if problems:
-        reporter.step_finished(
-            "entrypoints", f"{len(problems)} of {checked} entrypoints are broken", ok=False
-        )
-        raise DeployError("fix the entrypoints above before deploying")
-    reporter.step_finished("entrypoints", f"all {checked} import as flows")
-    return checked
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the current folder when it is inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 # -- setup apply ---------------------------------------------------------------------------
@@ -226,23 +159,12 @@ def apply_setup(
     except Exception as exc:  # the server refused something or went away: one line each
         if (lost := server_gone(exc, url)) is not None:
             reporter.step_finished("setup", "the Prefect server stopped answering", ok=False)
-            raise _server_gone_error(url, "setup apply", lost) from None
+            raise server_gone_error(url, "setup apply", lost) from None
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         reporter.failure("objects listed before this line may already be applied; fix and rerun")
         raise DeployError("setup apply stopped") from None
     report_changes(reporter, changes)
     return changes
-
-
-def report_changes(reporter: Reporter, changes: list[Change]) -> None:
-    """One line per applied object, then the `setup` step's outcome."""
-    for c in changes:
-        reporter.info(f"  {c.kind} {c.name}: {c.action}" + (f" ({c.detail})" if c.detail else ""))
-    if all(c.action in ("unchanged", "skipped") for c in changes):
-        reporter.step_finished("setup", "nothing changed")
-    else:
-        n = sum(c.action in ("created", "updated") for c in changes)
-        reporter.step_finished("setup", f"{n} of {len(changes)} objects created or updated")
 
 
 # -- demo runs -----------------------------------------------------------------------------
@@ -259,7 +181,7 @@ def run_deployment(
         reporter.progress(deployment, f"{run.name} {run.state_name} ({elapsed:.0f} s)")
 
     try:
-        with use_api(stack.api_url, retries=DEMO_RETRIES):
+        with use_api(stack.api_url, retries=GONE_RETRIES):
             run = asyncio.run(run_and_watch(deployment, wait_seconds=timeout, on_update=show))
     except TimeoutError as exc:
         reporter.step_finished(deployment, str(exc), ok=False)
@@ -267,7 +189,7 @@ def run_deployment(
     except Exception as exc:  # the server went away or refused: one line, not a traceback
         if (lost := server_gone(exc, stack.api_url)) is not None:
             reporter.step_finished(deployment, "the Prefect server stopped answering", ok=False)
-            raise _server_gone_error(stack.api_url, f"the run of {deployment}", lost) from None
+            raise server_gone_error(stack.api_url, f"the run of {deployment}", lost) from None
         reporter.step_finished(deployment, describe(exc), ok=False)
         raise DeployError(f"could not run {deployment}: {describe(exc)}") from None
     ok = run.state is not None and run.state.is_completed()
@@ -379,8 +301,8 @@ def deploy_local(
     timeout: float = 600.0,
     wait: bool = True,
 ) -> DeployResult:
-    """Import gate, stack up, stale temp-file sweep, setup apply (the worker starts once its pool
-    exists), demo runs.
+    """Import gate, stack up, stale temp-file sweep (unless the worker's start does it), setup
+    apply (the worker starts once its pool exists), demo runs.
 
     Stack up, sweep and apply run under the checkout's stack lock (`wait=False`: refuse when
     another command holds it); the demo runs do not, so `stack down` can stop a long one.
@@ -404,7 +326,8 @@ def deploy_local(
             raise DeployError(str(exc)) from None
         reporter.step_finished("stack", f"up — API {stack.api_url}")
 
-        sweep_temp_files(settings, reporter)
+        if not stack.worker_sweeps:  # else the worker's own start sweeps (compose)
+            sweep_temp_files(settings, reporter)
 
         # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
         # overlaps the rest of the apply.

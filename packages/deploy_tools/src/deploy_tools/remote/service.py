@@ -18,13 +18,18 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deploy_tools.local.service import DeployError, Reporter, check_entrypoints, report_changes
+from deploy_tools import APP_DIR
+from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
+from deploy_tools.reporting import DeployError, Reporter, check_entrypoints, report_changes
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
-from deploy_tools.setup import SetupFiles
+from deploy_tools.setup import SetupFiles, values
 
-APP_DIR = "/app"  # the image's WORKDIR, where the flows run
+if TYPE_CHECKING:
+    from deploy_tools.setup import SetupPlan
+
+Deployments = dict[str, list[dict[str, Any]]]  # each project's `deployments:` of its prefect.yaml
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,23 @@ class RemoteResult:
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
-    """`{{ $NAME }}` values for the setup files as the flow-run containers see them.
+    """`{{ $STACK_* }}` values for the setup files as the flow-run containers see them.
 
     AIRNUB_DEMO_DATA_URL in the environment is the base of a demo-data server (as the local
     stack's, each project's files under `/<name>/`): each project gets its own folder of it.
     """
-    env = {"AIRNUB_PROJECT_DIR": APP_DIR, "AIRNUB_LOCAL_POOL": settings.local_pool}
-    if project is not None:
-        env["AIRNUB_PROJECT"] = project.name
-        if project.data_root is not None:
-            rel = project.data_root.relative_to(settings.project_dir).as_posix()
-            env["AIRNUB_DATA_ROOT"] = f"{APP_DIR}/{rel}"
-        if base := os.environ.get("AIRNUB_DEMO_DATA_URL"):
-            env["AIRNUB_DEMO_DATA_URL"] = f"{base.rstrip('/')}/{project.name}"
-    return env
+
+    def in_image(p: ProjectSettings) -> str:
+        assert p.data_root is not None, p.name
+        return f"{APP_DIR}/{p.data_root.relative_to(settings.project_dir).as_posix()}"
+
+    return values.apply_env(
+        settings,
+        project,
+        project_dir=APP_DIR,
+        data_root=in_image,
+        demo_data_url=os.environ.get("AIRNUB_DEMO_DATA_URL"),
+    )
 
 
 def remote_setup_files(settings: AirnubSettings) -> list[SetupFiles]:
@@ -90,7 +98,7 @@ def check_api(api_url: str) -> None:
             await client.read_work_pools(limit=1)
 
     try:
-        with use_api(api_url, retries=1):
+        with use_api(api_url, retries=GONE_RETRIES):
             asyncio.run(probe())
     except PrefectHTTPStatusError as exc:
         status = exc.response.status_code
@@ -149,10 +157,6 @@ def deploy_remote(
     Raises:
         DeployError: a step failed; what was done before it is reported.
     """
-    from deploy_tools.prefect_api import use_api
-    from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
-
-    result = RemoteResult()
     files = remote_files(settings, target.prefect_file)
     if not files:
         raise DeployError(
@@ -160,13 +164,33 @@ def deploy_remote(
             "nothing to deploy"
         )
     check_entrypoints(list(files.values()), reporter)
-
     reporter.step_started("api", f"checking {target.api_url} with the credentials given")
     check_api(target.api_url)
     reporter.step_finished("api", f"{target.api_url} answers and accepts the credentials")
+    plan, deployments = _validate(settings, reporter, target, files)
+    if dry_run:
+        return _dry_run(reporter, target, plan, deployments)
+    built, pushed = _build_gate_push(settings, reporter, target, files)
+    _apply(reporter, target, plan)
+    return _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
+
+
+def _shown(deployment: dict[str, Any]) -> str:
+    return f"{deployment['entrypoint']} ({deployment['name']})"
+
+
+def _validate(
+    settings: AirnubSettings, reporter: Reporter, target: RemoteTarget, files: dict[str, Path]
+) -> tuple[SetupPlan, Deployments]:
+    """Every setup file for the remote, and each project's deployments (on pools it defines).
+
+    Raises:
+        DeployError: an invalid file or an unknown pool; nothing was built or deployed.
+    """
+    from deploy_tools.setup import SetupFilesError, load_plan
 
     reporter.step_started("files", "validating deploy/ for the remote")
-    specs = {name: load_remote_file(path) for name, path in files.items()}
+    deployments = {name: load_remote_file(path)["deployments"] for name, path in files.items()}
     try:
         plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     except SetupFilesError as exc:
@@ -175,52 +199,64 @@ def deploy_remote(
             reporter.failure(f"  {problem}")
         raise DeployError("deploy remote stopped before building") from None
     pools = {p.name for p in plan.work_pools}
-    names: dict[str, list[str]] = {}
-    for project, spec in specs.items():
-        for d in spec["deployments"]:
-            pool = d["work_pool"]["name"]
-            if pool not in pools:
+    for project, entries in deployments.items():
+        for d in entries:
+            if (pool := d["work_pool"]["name"]) not in pools:
                 raise DeployError(
                     f"{settings.relative(files[project])}: deployment {d['name']} "
                     f"({d['entrypoint']}) uses work pool {pool!r}, which no file under "
                     "deploy/work_pools/ defines for the remote"
                 )
-        names[project] = [f"{d['entrypoint']} ({d['name']})" for d in spec["deployments"]]
-    without = [p.name for p in settings.projects if p.name not in files]
     reporter.step_finished(
         "files",
         f"{len(plan.work_pools)} pool(s), {len(plan.variables)} variable(s), "
-        f"{len(plan.blocks)} block(s), {sum(map(len, names.values()))} deployment(s) of "
+        f"{len(plan.blocks)} block(s), {sum(map(len, deployments.values()))} deployment(s) of "
         f"{len(files)} project(s)",
     )
-    for name in without:
+    for name in (p.name for p in settings.projects if p.name not in files):
         reporter.info(
             f"project {name}: no remote deployments (no deploy/projects/{name}/"
             f"{target.prefect_file}): not deployed"
         )
-    if dry_run:
-        reporter.info(f"would build {target.image}, import every entrypoint in it, and push it "
-                      f"to {target.registry}")  # fmt: skip
-        for p in plan.work_pools:
-            reporter.info(f"would apply work pool {p.name} ({p.type})")
-        for v in plan.variables:
-            reporter.info(f"would apply variable {v.name}")
-        for b in plan.blocks:
-            note = f" (skipped: {b.skipped_because})" if b.skipped_because else ""
-            reporter.info(f"would apply block {b.spec.type}/{b.spec.name}{note}")
-        for project, entries in names.items():
-            for n in entries:
-                reporter.info(f"would deploy {project}: {n} with the image by digest")
-        result.deployments = [n for entries in names.values() for n in entries]
-        return result
+    return plan, deployments
 
-    from deploy_tools.remote import steps as remote_steps
+
+def _dry_run(
+    reporter: Reporter, target: RemoteTarget, plan: SetupPlan, deployments: Deployments
+) -> RemoteResult:
+    """Report what a real run would do; touch nothing."""
+    reporter.info(f"would build {target.image}, import every entrypoint in it, and push it "
+                  f"to {target.registry}")  # fmt: skip
+    for p in plan.work_pools:
+        reporter.info(f"would apply work pool {p.name} ({p.type})")
+    for v in plan.variables:
+        reporter.info(f"would apply variable {v.name}")
+    for b in plan.blocks:
+        note = f" (skipped: {b.skipped_because})" if b.skipped_because else ""
+        reporter.info(f"would apply block {b.spec.type}/{b.spec.name}{note}")
+    for project, entries in deployments.items():
+        for d in entries:
+            reporter.info(f"would deploy {project}: {_shown(d)} with the image by digest")
+    return RemoteResult(deployments=[_shown(d) for e in deployments.values() for d in e])
+
+
+def _build_gate_push(
+    settings: AirnubSettings, reporter: Reporter, target: RemoteTarget, files: dict[str, Path]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Build the image (reused when up to date), import every entrypoint in it, push it.
+
+    Returns the build and push steps' outputs (`deploy_tools.remote.steps`).
+
+    Raises:
+        DeployError: a step failed; nothing was deployed.
+    """
     from deploy_tools.image.gate import check_in_image, image_targets
+    from deploy_tools.remote import steps
 
     step = "image"
     reporter.step_started(step, f"building {target.image} (reused when up to date)")
     try:
-        built = remote_steps.build_image(target.image, project=str(settings.project_dir))
+        built = steps.build_image(target.image, project=str(settings.project_dir))
         reporter.step_finished(
             step, f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
         )
@@ -237,33 +273,52 @@ def deploy_remote(
         reporter.step_finished(step, "every entrypoint and demo_data module imports in the image")
         step = "push"
         reporter.step_started(step, f"pushing to {target.registry}")
-        pushed = remote_steps.push_image(built["image"], target.registry)
+        pushed = steps.push_image(built["image"], target.registry)
     except DeployError:
         raise
     except RuntimeError as exc:  # a build or push step's StepError, or the gate did not run
         reporter.step_finished(step, "failed, nothing was deployed", ok=False)
         raise DeployError(str(exc)) from None
-    result.image_ref = pushed["image_ref"]
     reporter.step_finished("push", pushed["image_ref"])
+    return built, pushed
+
+
+def _apply(reporter: Reporter, target: RemoteTarget, plan: SetupPlan) -> None:
+    """Pools, variables and blocks on the remote.
+
+    Raises:
+        DeployError: the remote refused one; no deployment was changed.
+    """
+    from deploy_tools.prefect_api import use_api
+    from deploy_tools.setup import apply_plan
 
     reporter.step_started("setup", "applying pools, variables and blocks")
     try:
-        with use_api(target.api_url, retries=2):
+        with use_api(target.api_url, retries=APPLY_RETRIES):
             changes = asyncio.run(apply_plan(plan))
     except Exception as exc:
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         raise DeployError("deploy remote stopped before deploying") from None
     report_changes(reporter, changes)
 
+
+def _deploy(
+    settings: AirnubSettings,
+    reporter: Reporter,
+    target: RemoteTarget,
+    files: dict[str, Path],
+    deployments: Deployments,
+    done: dict[str, dict[str, str]],
+) -> RemoteResult:
+    """`prefect deploy` each project's file (its steps reuse `done`), then read each back."""
+    image_ref = done["push"]["image_ref"]
+    result = RemoteResult(image_ref)
     for project, path in files.items():
-        _prefect_deploy(settings, reporter, target, path, {"build": built, "push": pushed})
-        result.deployments += verify_deployments(
-            target.api_url, specs[project]["deployments"], pushed["image_ref"]
-        )
+        _prefect_deploy(settings, reporter, target, path, done)
+        result.deployments += verify_deployments(target.api_url, deployments[project], image_ref)
     reporter.step_finished(
         "deploy",
-        f"{len(result.deployments)} deployment(s) of {len(files)} project(s), "
-        f"image {result.image_ref}",
+        f"{len(result.deployments)} deployment(s) of {len(files)} project(s), image {image_ref}",
     )
     return result
 
@@ -280,7 +335,7 @@ def _prefect_deploy(
     Raises:
         DeployError: Prefect failed (its last lines are reported).
     """
-    from deploy_tools.remote import steps as remote_steps
+    from deploy_tools.remote import steps
 
     shown = settings.relative(path)
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")
@@ -291,7 +346,7 @@ def _prefect_deploy(
         "PREFECT_CLI_PROMPT": "false",
         "AIRNUB_IMAGE": target.image,
         "AIRNUB_REGISTRY": target.registry,
-        remote_steps.DONE_ENV: json.dumps(done),
+        steps.DONE_ENV: json.dumps(done),
     }
     proc = subprocess.run(
         [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
@@ -340,7 +395,7 @@ def verify_deployments(api_url: str, entries: list[dict[str, Any]], image_ref: s
                 out.append((f"{flows.get(dep.flow_id, '?')}/{dep.name}", image))
         return out
 
-    with use_api(api_url, retries=2):
+    with use_api(api_url, retries=APPLY_RETRIES):
         found = asyncio.run(read())
     wrong = [f"{n}: {img!r}" for n, img in found if img != image_ref]
     if wrong:

@@ -80,15 +80,15 @@ async def _delete(objects: ServerObjects) -> None:
 
 def existing_objects(api_url: str, objects: ServerObjects) -> ServerObjects:
     """Those of `objects` the server at `api_url` holds."""
-    from deploy_tools.prefect_api import use_api
+    from deploy_tools.prefect_api import GONE_RETRIES, use_api
 
-    with use_api(api_url, retries=1):
+    with use_api(api_url, retries=GONE_RETRIES):
         return asyncio.run(_existing(objects))
 
 
 def delete_objects(api_url: str, objects: ServerObjects) -> None:
     """Delete `objects` (which exist) from the server at `api_url`."""
-    from deploy_tools.prefect_api import use_api
+    from deploy_tools.prefect_api import GONE_RETRIES, use_api
 
-    with use_api(api_url, retries=1):
+    with use_api(api_url, retries=GONE_RETRIES):
         asyncio.run(_delete(objects))

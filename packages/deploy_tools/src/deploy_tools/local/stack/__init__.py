@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from deploy_tools.local.stack.compose import ComposeStack
     from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, Stack, StackError
-    from deploy_tools.local.stack.mode import Mode, open_stack, resolve_mode, running_stack
+    from deploy_tools.local.stack.mode import (
+        Mode,
+        RunningMode,
+        open_stack,
+        resolve_mode,
+        running_stack,
+    )
     from deploy_tools.local.stack.ports import PortInUseError, Ports
     from deploy_tools.local.stack.process import ProcessStack
 
@@ -22,6 +28,7 @@ _WHERE = {
     "Stack": "interface",
     "StackError": "interface",
     "Mode": "mode",
+    "RunningMode": "mode",
     "open_stack": "mode",
     "resolve_mode": "mode",
     "running_stack": "mode",
@@ -47,6 +54,7 @@ __all__ = [
     "PortInUseError",
     "Ports",
     "ProcessStack",
+    "RunningMode",
     "Stack",
     "StackError",
     "open_stack",

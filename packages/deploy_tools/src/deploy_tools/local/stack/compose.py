@@ -19,17 +19,22 @@ import os
 import re
 import secrets
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from deploy_tools import server_settings
-from deploy_tools.settings import AirnubSettings, ProjectSettings
+from deploy_tools import APP_DIR, server_settings
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PartLog, PartStatus, StackError
-from deploy_tools.local.stack.ports import LoopbackUrls, Ports, choose_ports, ensure_free, record_stack
+from deploy_tools.local.stack.ports import (
+    LoopbackUrls,
+    Ports,
+    choose_ports,
+    ensure_free,
+    record_stack,
+)
+from deploy_tools.settings import AirnubSettings, ProjectSettings
+from deploy_tools.setup import values
 
-APP_DIR = "/app"  # the image's WORKDIR: /app/pyproject.toml, flows' working directory
 DATA_MOUNT = f"{APP_DIR}/data"  # where the checkout's data/ is mounted in the worker
 SERVER_PORT = 4200  # inside the containers
 DATA_PORT = 8000
@@ -60,6 +65,8 @@ def _env_file_text(values: dict[str, str], what: str) -> str:
 
 class ComposeStack(LoopbackUrls):
     """The stack of one checkout as a compose project; `note` receives progress lines."""
+
+    worker_sweeps = True  # `airnub stack worker` (deploy_tools.local.worker) sweeps first
 
     def __init__(
         self,
@@ -110,13 +117,13 @@ class ComposeStack(LoopbackUrls):
 
     def apply_env(self, project: ProjectSettings | None = None) -> dict[str, str]:
         """Paths and URLs as the containers see them: the flows run in the worker container."""
-        env = {"AIRNUB_PROJECT_DIR": APP_DIR, "AIRNUB_LOCAL_POOL": self.settings.local_pool}
-        if project is not None:
-            env["AIRNUB_PROJECT"] = project.name
-            if project.data_root is not None:
-                env["AIRNUB_DATA_ROOT"] = self.container_data_root(project)
-            env["AIRNUB_DEMO_DATA_URL"] = f"http://demo-data:{DATA_PORT}/{project.name}"
-        return env
+        return values.apply_env(
+            self.settings,
+            project,
+            project_dir=APP_DIR,
+            data_root=self.container_data_root,
+            demo_data_url=f"http://demo-data:{DATA_PORT}",
+        )
 
     def compose_env(self) -> dict[str, str]:
         """The variables compose.yaml interpolates (besides `.env`'s POSTGRES_PASSWORD)."""
@@ -381,20 +388,6 @@ class ComposeStack(LoopbackUrls):
             text = _ANSI.sub("", proc.stdout) if proc.returncode == 0 else None
             out.append(PartLog(name, where, text.splitlines() if text else None))
         return out
-
-    def wait_healthy(self, services: Sequence[str], timeout: float = 120.0) -> None:
-        """Wait until `services` (compose names) report healthy.
-
-        Raises:
-            StackError: one is not healthy within `timeout`.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ps = self.running()
-            if all(ps.get(s, {}).get("Health") == "healthy" for s in services):
-                return
-            time.sleep(1)
-        raise StackError(f"{', '.join(services)} not healthy after {timeout:.0f} s")
 
 
 def _container_pid(container_id: str) -> int | None:

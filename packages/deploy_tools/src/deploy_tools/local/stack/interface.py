@@ -41,6 +41,9 @@ class PartLog:
 class Stack(Protocol):
     """A Prefect server, the one local worker (every project's pool) and the demo-data server."""
 
+    worker_sweeps: bool
+    """True when the worker's start removes the temp files runs left (a dead worker's runs)."""
+
     @property
     def api_url(self) -> str:
         """The server's API URL, reachable from this machine."""
@@ -60,7 +63,8 @@ class Stack(Protocol):
         ...
 
     def apply_env(self, project: ProjectSettings | None = None) -> dict[str, str]:
-        """`{{ $NAME }}` values for the setup files: shared ones, plus `project`'s own when given."""
+        """`{{ $STACK_* }}` values for the setup files: shared ones, plus `project`'s own when
+        given (`deploy_tools.setup.values`)."""
         ...
 
     def start_worker(self) -> None:

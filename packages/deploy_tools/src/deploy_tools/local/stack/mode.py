@@ -1,4 +1,5 @@
-"""Which `Stack` runs: `--mode process|compose|auto`."""
+"""Which `Stack`: `--mode process|compose|auto` for the commands that start one (`Mode`), and
+`--mode running|process|compose` for those that look at the one that runs (`RunningMode`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deploy_tools.settings import AirnubSettings
     from deploy_tools.local.stack.interface import Stack
+    from deploy_tools.settings import AirnubSettings
 
 
 class Mode(enum.StrEnum):
-    """How the local stack runs."""
+    """How to start the local stack: `auto` is compose when a Docker engine answers."""
 
     auto = "auto"
+    process = "process"
+    compose = "compose"
+
+
+class RunningMode(enum.StrEnum):
+    """Which stack to look at or stop: `running` is the mode the last `up` used."""
+
+    running = "running"
     process = "process"
     compose = "compose"
 
@@ -82,11 +91,12 @@ def open_stack(
 
 
 def running_stack(
-    settings: AirnubSettings, mode: Mode = Mode.auto, note: Callable[[str], None] | None = None
+    settings: AirnubSettings,
+    mode: RunningMode = RunningMode.running,
+    note: Callable[[str], None] | None = None,
 ) -> Stack:
-    """The stack that `up` started last (`auto`), or the one of `mode`, on its recorded ports."""
+    """The stack that `up` started last (`running`), or the one of `mode`, on its recorded ports."""
     from deploy_tools.local.stack.ports import recorded_mode
 
-    if mode is Mode.auto:
-        mode = Mode(recorded_mode(settings))
-    return open_stack(mode, settings, note=note)
+    chosen = recorded_mode(settings) if mode is RunningMode.running else mode.value
+    return open_stack(Mode(chosen), settings, note=note)

@@ -14,7 +14,6 @@ import time
 import httpx
 
 from deploy_tools import server_settings
-from deploy_tools.settings import AirnubSettings, ProjectSettings
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, StackError
 from deploy_tools.local.stack.ports import (
@@ -27,6 +26,9 @@ from deploy_tools.local.stack.ports import (
     recorded_ports,
 )
 from deploy_tools.local.stack.processes import ManagedProcess
+from deploy_tools.prefect_api import answers
+from deploy_tools.settings import AirnubSettings, ProjectSettings
+from deploy_tools.setup import values
 
 
 class ProcessStack(LoopbackUrls):
@@ -34,6 +36,8 @@ class ProcessStack(LoopbackUrls):
 
     `ports`: given, else the ports of the last `up` (`.local/stack.json`), else `wanted_ports()`.
     """
+
+    worker_sweeps = False  # the process worker is `prefect worker start` itself
 
     def __init__(self, settings: AirnubSettings, ports: Ports | None = None) -> None:
         self.settings = settings
@@ -59,17 +63,14 @@ class ProcessStack(LoopbackUrls):
         return f"http://{HOST}:{self.ports.data}"
 
     def apply_env(self, project: ProjectSettings | None = None) -> dict[str, str]:
-        """Project folder and pool; with `project`, also its data root and demo-data URL."""
-        env = {
-            "AIRNUB_PROJECT_DIR": str(self.settings.project_dir),
-            "AIRNUB_LOCAL_POOL": self.settings.local_pool,
-        }
-        if project is not None:
-            env["AIRNUB_PROJECT"] = project.name
-            if project.data_root is not None:
-                env["AIRNUB_DATA_ROOT"] = str(project.data_root)
-            env["AIRNUB_DEMO_DATA_URL"] = f"{self.data_url}/{project.name}"
-        return env
+        """The flows run in the checkout, on this machine: paths and URLs as they are here."""
+        return values.apply_env(
+            self.settings,
+            project,
+            project_dir=str(self.settings.project_dir),
+            data_root=lambda p: str(p.data_root),
+            demo_data_url=self.data_url,
+        )
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -192,7 +193,7 @@ class ProcessStack(LoopbackUrls):
         while time.monotonic() < deadline:
             if part.pid() is None:
                 raise StackError(f"the {part.name} exited during start-up; see {part.log_file}")
-            if _http_ok(url):
+            if answers(url, timeout=1.0):
                 return
             time.sleep(0.2)
         raise StackError(
@@ -220,7 +221,7 @@ class ProcessStack(LoopbackUrls):
         out = []
         for part, url in ((self.server, f"{self.api_url}/health"), (self.data, self.data_url)):
             pid = part.pid()
-            ok = pid is not None and _http_ok(url)
+            ok = pid is not None and answers(url, timeout=1.0)
             detail = url if ok else ("not running" if pid is None else f"not answering at {url}")
             out.append(PartStatus(part.name, pid, ok, detail, str(part.log_file)))
         pid = self.worker.pid()
@@ -252,13 +253,6 @@ class ProcessStack(LoopbackUrls):
             tail = None if text is None else (text.splitlines()[-lines:] if lines > 0 else [])
             out.append(PartLog(p.name, str(p.log_file), tail))
         return out
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _worker_heartbeat_age(api_url: str, pool: str, worker: str) -> float | None:
