@@ -3,16 +3,17 @@
 The root `pyproject.toml`'s `[tool.airnub]` table holds only what every project shares (the
 local pool, the worker and image names, the ports). Each project describes itself in its own
 package: a uv workspace member (`[tool.uv.workspace] members`) whose `pyproject.toml` has a
-`[tool.airnub.project]` table is a project, so adding or removing one edits no shared file:
+`[tool.airnub.project]` table is a project, so adding or removing one edits no shared file but
+`uv.lock`:
 
 ```toml
 # packages/flows_alpha/pyproject.toml
 [tool.airnub.project]
 name = "alpha"
-env_prefix = "ALPHA_"                     # pipeline_core settings only; sets ALPHA_DATA_ROOT
-data_root = "data/project_alpha_demo_outputs"
-demo_deployment = "alpha_pipeline/local"
-demo_data = "flows_alpha.demo_data"
+env_prefix = "ALPHA_"                     # its pipeline_core settings; the stack sets ALPHA_DATA_ROOT
+data_root = "data/project_alpha_demo_outputs"  # default data/<name>
+demo_deployment = "alpha_pipeline/local"  # run to Completed by `deploy local`
+demo_data = "flows_alpha.demo_data"       # served by the demo-data server under /alpha/
 ```
 
 Environment variables win over the checkout's `.env` (its `AIRNUB_*` lines), which wins over the

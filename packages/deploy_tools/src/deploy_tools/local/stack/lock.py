@@ -1,10 +1,10 @@
 """`StackLock`: one lock per checkout, held by every command that starts or stops parts.
 
-Whatever runs the stack (processes now, compose later), the lock belongs to the checkout: it is
-`fcntl.flock` on `<project>/.local/stack.lock` (`AirnubSettings.local_dir`); the file also holds the holder's
-PID and command, so a second caller can say whom it waits for. The kernel drops the lock when
-its holder exits, however it exits: a crashed command never leaves the checkout locked. The
-file descriptor is not inherited by the processes the holder starts (Python opens files
+Whatever runs the stack (local processes or compose containers), the lock belongs to the
+checkout: it is `fcntl.flock` on `<project>/.local/stack.lock` (`AirnubSettings.local_dir`); the
+file also holds the holder's PID and command, so a second caller can say whom it waits for. The
+kernel drops the lock when its holder exits, however it exits: a crashed command never leaves the
+checkout locked. The file descriptor is not inherited by the processes the holder starts (Python opens files
 non-inheritable), so a server started under the lock does not keep holding it.
 
 Example:
