@@ -4,8 +4,11 @@ Layers: `cli/` (thin commands), `local/` and `remote/` (the two use cases), `set
 and `scaffold/`; `reporting` and `prefect_api` are what both use cases share.
 """
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = version("airnub-deploy-tools")
+try:
+    __version__ = version("airnub-deploy-tools")
+except PackageNotFoundError:  # run from the source tree (PYTHONPATH=…/src), not installed
+    __version__ = "0+unknown"
 
 APP_DIR = "/app"  # the worker image's WORKDIR: /app/pyproject.toml, the flows' working directory
