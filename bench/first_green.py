@@ -35,8 +35,8 @@ from pathlib import Path
 import httpx
 
 from deploy_tools import server_settings
+from deploy_tools.local.stack.processes import ManagedProcess
 from deploy_tools.settings import workspace_members
-from deploy_tools.stack.processes import ManagedProcess
 from flows_alpha.demo_data import demo_data_dir, demo_sources
 
 REPO = Path(__file__).resolve().parents[1]

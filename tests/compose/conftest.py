@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy_tools.stack.compose import project_name
+from deploy_tools.local.stack.compose import project_name
 from tests.checkout import REPO, clean_env, git_copy
 from tests.stack.test_local_stack import free_port
 

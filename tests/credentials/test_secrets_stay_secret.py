@@ -62,7 +62,7 @@ def checkout(tmp_path: Path) -> Path:
 def deploy_dir(checkout: Path) -> Path:
     """Alpha's deploy folder with an `alpha_sources` that needs the token (the supported way)."""
     deploy = checkout / "deploy" / "projects" / "alpha"
-    write_sources(deploy, [guarded_source("{{ $AIRNUB_DEMO_DATA_URL }}/guarded.csv")])
+    write_sources(deploy, [guarded_source("{{ $STACK_DEMO_DATA_URL }}/guarded.csv")])
     return deploy
 
 
@@ -85,10 +85,11 @@ async def setup_apply(deploy: Path, env: dict[str, str]) -> bool:
     test harness's server."""
     from prefect.settings import PREFECT_API_URL
 
-    from deploy_tools.cli.terminal import RichReporter
-    from deploy_tools.deploy_service import DeployError, apply_setup
+    from deploy_tools.cli.terminal import RichReporter, terminal
+    from deploy_tools.local.service import apply_setup
+    from deploy_tools.local.stack import Ports, ProcessStack
+    from deploy_tools.reporting import DeployError
     from deploy_tools.settings import load_settings
-    from deploy_tools.stack import Ports, ProcessStack
 
     api_url = PREFECT_API_URL.value()
     assert api_url
@@ -101,7 +102,7 @@ async def setup_apply(deploy: Path, env: dict[str, str]) -> bool:
 
     def apply() -> bool:
         try:
-            apply_setup(settings, Stack(), RichReporter(), api_url=api_url)  # type: ignore[arg-type]
+            apply_setup(settings, Stack(), RichReporter(terminal), api_url=api_url)  # type: ignore[arg-type]
         except DeployError:
             return False
         return True
@@ -175,9 +176,9 @@ async def test_the_token_is_stored_and_printed_nowhere(
 
     leaky_url = f"http://reader:{TOKEN}@{guarded.removeprefix('http://')}/guarded.csv"
     env = {
-        "AIRNUB_PROJECT_DIR": str(checkout),
-        "AIRNUB_DATA_ROOT": str(data_root),
-        "AIRNUB_DEMO_DATA_URL": guarded,
+        "STACK_PROJECT_DIR": str(checkout),
+        "STACK_DATA_ROOT": str(data_root),
+        "STACK_DEMO_DATA_URL": guarded,
         "ALPHA_SOURCE_TOKEN": TOKEN,
     }
     try:
@@ -234,7 +235,7 @@ async def test_the_token_is_stored_and_printed_nowhere(
         # before anything reaches Prefect: the Variable keeps its value.
         write_sources(deploy_dir, [guarded_source(leaky_url, name="leaky")])
         assert not await setup_apply(deploy_dir, env)
-        write_sources(deploy_dir, [guarded_source("{{ $AIRNUB_DEMO_DATA_URL }}/guarded.csv")])
+        write_sources(deploy_dir, [guarded_source("{{ $STACK_DEMO_DATA_URL }}/guarded.csv")])
         local = deploy_dir / "prefect.local.yaml"
         doc = yaml.safe_load(local.read_text())
         doc["deployments"][0]["parameters"] = {"sources": [{"name": "x", "url": leaky_url}]}

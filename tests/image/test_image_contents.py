@@ -48,7 +48,7 @@ def test_no_tests_in_our_layers(
     assert any(p.startswith("opt/venv/") for p in ours)
     # deploy_tools' project templates hold a test *template* (.j2) for new projects: not a suite
     suites = [p for p in ours if re.search(r"(^|/)tests(/|$)", p)]
-    assert [p for p in suites if "/deploy_tools/templates/" not in p] == []
+    assert [p for p in suites if "/deploy_tools/scaffold/templates/" not in p] == []
     assert all(p.endswith(("/tests", ".py.j2")) for p in suites)
     modules = "|".join(map(re.escape, _modules(workspace_members)))
     our_code = re.compile(rf"^(app/|opt/venv/lib/python[^/]+/site-packages/({modules})(/|\.py$))")

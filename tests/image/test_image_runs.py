@@ -43,7 +43,7 @@ def test_imports_every_workspace_member(
 def test_check_entrypoints_inside_the_image(run_in_image: Run) -> None:
     """`airnub` in the image finds every project (the members' tables are in /app/packages) and
     each entrypoint of their local and remote files imports there."""
-    from deploy_tools.deploy_service import gate_files
+    from deploy_tools.local.service import gate_files
     from deploy_tools.settings import load_settings
 
     settings = load_settings(REPO)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.stack.processes import ManagedProcess
+from deploy_tools.local.stack.processes import ManagedProcess
 from tests.checkout import clean_env, git_copy
 from tests.compose.conftest import compose_images
 from tests.nix.conftest import Flake
@@ -208,7 +208,7 @@ def remote_env(copy: Copy, remote: Remote, registry: Registry, tmp_path_factory:
     """The copy's own demo-data server (it serves beta's files too) and the remote's settings."""
     port = free_port()
     proc = ManagedProcess("demo-data", tmp_path_factory.mktemp("projects-demo-data"))
-    proc.start([str(copy.root / ".venv" / "bin" / "python"), "-m", "deploy_tools.stack.demo_data",
+    proc.start([str(copy.root / ".venv" / "bin" / "python"), "-m", "deploy_tools.local.stack.demo_data",
                 "--port", str(port)], env=copy.env, cwd=copy.root)  # fmt: skip
     try:
         _wait(f"http://127.0.0.1:{port}/", proc)

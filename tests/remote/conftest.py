@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy_tools.stack.processes import ManagedProcess
+from deploy_tools.local.stack.processes import ManagedProcess
 from tests.checkout import REPO, clean_env, git_copy
 from tests.compose.conftest import compose_images
 from tests.stack.test_local_stack import free_port
@@ -140,7 +140,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo-data server on 127.0.0.1 (flow-run containers reach it: host network)."""
     port = free_port()
     proc = _start("demo-data", tmp_path_factory.mktemp("demo-data"),
-                  [sys.executable, "-m", "deploy_tools.stack.demo_data", "--port", str(port)],
+                  [sys.executable, "-m", "deploy_tools.local.stack.demo_data", "--port", str(port)],
                   clean_env())  # fmt: skip
     try:
         _wait(f"http://127.0.0.1:{port}/", proc)

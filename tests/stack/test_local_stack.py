@@ -195,7 +195,7 @@ def test_deploy_local_runs_the_demo_to_completed(stack: Stack) -> None:
     assert f"Outputs second  {second_root}" in out
 
     # One worker, two projects: each run wrote under its own data root, and the second
-    # project's files got its own ${AIRNUB_DATA_ROOT}.
+    # project's files got its own ${STACK_DATA_ROOT}.
     done = json.loads((second_root / "done.json").read_text())
     assert done == {"variable": str(second_root)}
     assert not (stack.data_root / "done.json").exists()

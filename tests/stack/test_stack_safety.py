@@ -178,7 +178,7 @@ def test_two_deploy_locals_at_once_leave_one_tracked_process_per_part(project: P
     cmdlines = [cmd for _, cmd in procs.values()]
     assert sum("prefect worker start" in c for c in cmdlines) == 1, cmdlines
     assert sum("prefect server start" in c for c in cmdlines) == 1, cmdlines
-    assert sum("deploy_tools.stack.demo_data" in c for c in cmdlines) == 1, cmdlines
+    assert sum("deploy_tools.local.stack.demo_data" in c for c in cmdlines) == 1, cmdlines
 
     # stale temp files of ours were swept; young ones and other files stay
     assert not any(f.exists() for f in old)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from deploy_tools import server_settings
+from deploy_tools.local.stack import ComposeStack, Ports, StackError
+from deploy_tools.local.stack.compose import project_name
 from deploy_tools.settings import load_settings
-from deploy_tools.stack import ComposeStack, Ports, StackError
-from deploy_tools.stack.compose import project_name
 
 
 @pytest.fixture
@@ -45,18 +45,16 @@ def test_apply_env_is_what_the_containers_see(checkout: Path) -> None:
     s = stack(checkout)
     alpha = s.apply_env(s.settings.project("alpha"))
     assert alpha == {
-        "AIRNUB_PROJECT_DIR": "/app",
-        "AIRNUB_LOCAL_POOL": "pool-x",
-        "AIRNUB_PROJECT": "alpha",
-        "AIRNUB_DATA_ROOT": "/app/data/alpha_out",
-        "AIRNUB_DEMO_DATA_URL": "http://demo-data:8000/alpha",
+        "STACK_PROJECT_DIR": "/app",
+        "STACK_POOL": "pool-x",
+        "STACK_DATA_ROOT": "/app/data/alpha_out",
+        "STACK_DEMO_DATA_URL": "http://demo-data:8000/alpha",
     }
     # beta has no data root: none is set for it
     assert s.apply_env(s.settings.project("beta")) == {
-        "AIRNUB_PROJECT_DIR": "/app",
-        "AIRNUB_LOCAL_POOL": "pool-x",
-        "AIRNUB_PROJECT": "beta",
-        "AIRNUB_DEMO_DATA_URL": "http://demo-data:8000/beta",
+        "STACK_PROJECT_DIR": "/app",
+        "STACK_POOL": "pool-x",
+        "STACK_DEMO_DATA_URL": "http://demo-data:8000/beta",
     }
     assert (s.api_url, s.ui_url) == ("http://127.0.0.1:4300/api", "http://127.0.0.1:4300")
 

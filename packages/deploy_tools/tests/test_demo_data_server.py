@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy_tools.stack.demo_data import DemoDataHandler, demo_data_folder
+from deploy_tools.local.stack.demo_data import DemoDataHandler, demo_data_folder
 
 
 @pytest.fixture

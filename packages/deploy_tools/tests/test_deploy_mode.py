@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy_tools.local.stack.mode import Mode, docker_answers, resolve_mode
 from deploy_tools.settings import load_settings
-from deploy_tools.stack.mode import Mode, docker_answers, resolve_mode
 
 
 class _UnixHTTPServer(socketserver.UnixStreamServer):

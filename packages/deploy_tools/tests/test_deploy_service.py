@@ -1,4 +1,4 @@
-"""`deploy_service` through a recording `Reporter` and a stack that starts nothing.
+"""`deploy_tools.local.service` through a recording `Reporter` and a stack that starts nothing.
 
 What needs a real server (apply, demo runs) is covered end to end by tests/stack.
 """
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.deploy_service import DeployError, deploy_local, gate_files
+from deploy_tools.local.service import deploy_local, gate_files
+from deploy_tools.local.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
+from deploy_tools.reporting import DeployError
 from deploy_tools.settings import ProjectSettings, load_settings
-from deploy_tools.stack import PartLog, PartStatus, Ports, ProcessStack, Stack, StackError
 
 
 @dataclass
@@ -42,6 +43,8 @@ class RecordingReporter:
 
 class InertStack:
     """A `Stack` that records what it was asked and starts nothing (the local stack's values)."""
+
+    worker_sweeps = False  # as the process stack: deploy local sweeps
 
     def __init__(self, settings: object, *, up_error: str | None = None) -> None:
         self._values = ProcessStack(settings, Ports(4200, 8765))  # type: ignore[arg-type]
@@ -84,7 +87,7 @@ class InertStack:
 
 def test_the_inert_stack_is_a_stack(checkout: Path) -> None:
     stack: Stack = InertStack(load_settings(checkout))  # mypy checks the Protocol here
-    assert stack.apply_env()["AIRNUB_LOCAL_POOL"] == "local-process"
+    assert stack.apply_env()["STACK_POOL"] == "local-process"
 
 
 def test_gate_files_are_every_project_file_and_remote_on_request(checkout: Path) -> None:
@@ -165,7 +168,7 @@ def test_no_projects_is_a_clear_error(checkout: Path) -> None:
 
 
 def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
-    from deploy_tools.deploy_service import run_deployment
+    from deploy_tools.local.service import run_deployment
 
     reporter = RecordingReporter()
     with pytest.raises(DeployError) as caught:
@@ -182,7 +185,7 @@ def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
 
 
 def test_no_server_under_setup_apply_is_one_line(checkout: Path) -> None:
-    from deploy_tools.deploy_service import apply_setup
+    from deploy_tools.local.service import apply_setup
 
     settings = load_settings(checkout)
     reporter = RecordingReporter()
@@ -236,7 +239,7 @@ def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
 def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
     import os
 
-    from deploy_tools.stack.lock import StackLock
+    from deploy_tools.local.stack.lock import StackLock
 
     settings = load_settings(checkout)
     stack = InertStack(settings)
@@ -253,7 +256,7 @@ def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path
 
 
 def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout: Path) -> None:
-    from deploy_tools.deploy_service import stop_local
+    from deploy_tools.local.service import stop_local
 
     settings = load_settings(checkout)
     stack = InertStack(settings)
@@ -263,8 +266,8 @@ def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout:
 
 
 def test_stop_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
-    from deploy_tools.deploy_service import stop_local
-    from deploy_tools.stack.lock import StackLock
+    from deploy_tools.local.service import stop_local
+    from deploy_tools.local.stack.lock import StackLock
 
     settings = load_settings(checkout)
     stack = InertStack(settings)

@@ -13,8 +13,8 @@ import pytest
 
 from deploy_tools.image import gate
 from deploy_tools.image.gate import ImportTarget, check_in_image, image_targets
+from deploy_tools.local.stack import ComposeStack, Ports, StackError
 from deploy_tools.settings import load_settings
-from deploy_tools.stack import ComposeStack, Ports, StackError
 
 ALPHA = "deploy/projects/alpha"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deploy_tools.remote_deploy import load_remote_file, remote_setup_files
+from deploy_tools.remote.service import load_remote_file, remote_setup_files
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
 from deploy_tools.setup.pools import base_job_template

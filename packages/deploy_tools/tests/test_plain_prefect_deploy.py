@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from deploy_tools.deploy_service import setup_files
+from deploy_tools.local.service import setup_files
+from deploy_tools.local.stack import Ports, ProcessStack
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import apply_plan, load_plan
-from deploy_tools.stack import Ports, ProcessStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -88,7 +88,7 @@ async def test_prefect_deploy_accepts_the_local_file_and_makes_what_setup_apply_
     await delete(NAMES)  # so what follows is made by `prefect deploy` alone
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIRNUB_"))}
-    env.update(values)  # AIRNUB_PROJECT_DIR, AIRNUB_LOCAL_POOL and the project's own
+    env.update(values)  # STACK_PROJECT_DIR, STACK_POOL and the project's own
     env.update(
         PREFECT_API_URL=str(PREFECT_API_URL.value()),
         PREFECT_HOME=str(checkout / "prefect-home"),  # not the caller's profiles

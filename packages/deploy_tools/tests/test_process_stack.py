@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy_tools.local.stack import Ports, ProcessStack, StackError
+from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.settings import load_settings
-from deploy_tools.stack import Ports, ProcessStack, StackError
-from deploy_tools.stack.demo_data import demo_data_folder
 
 
 @pytest.fixture
@@ -40,13 +40,13 @@ def test_apply_env_is_shared_plus_each_project_own(checkout: Path) -> None:
     settings = load_settings(checkout)
     stack = ProcessStack(settings, Ports(1, 2))
     root = checkout.resolve()
-    assert stack.apply_env() == {"AIRNUB_PROJECT_DIR": str(root), "AIRNUB_LOCAL_POOL": "pool-x"}
+    assert stack.apply_env() == {"STACK_PROJECT_DIR": str(root), "STACK_POOL": "pool-x"}
     alpha = stack.apply_env(settings.project("alpha"))
-    assert alpha["AIRNUB_DATA_ROOT"] == str(root / "data" / "project_alpha_outputs")
-    assert alpha["AIRNUB_DEMO_DATA_URL"] == "http://127.0.0.1:2/alpha"
+    assert alpha["STACK_DATA_ROOT"] == str(root / "data" / "project_alpha_outputs")
+    assert alpha["STACK_DEMO_DATA_URL"] == "http://127.0.0.1:2/alpha"
     beta = stack.apply_env(settings.project("beta"))
-    assert "AIRNUB_DATA_ROOT" not in beta  # no env_prefix, so no data root
-    assert beta["AIRNUB_DEMO_DATA_URL"] == "http://127.0.0.1:2/beta"
+    assert "STACK_DATA_ROOT" not in beta  # no env_prefix, so no data root
+    assert beta["STACK_DEMO_DATA_URL"] == "http://127.0.0.1:2/beta"
     assert (stack.api_url, stack.ui_url) == ("http://127.0.0.1:1/api", "http://127.0.0.1:1")
 
 

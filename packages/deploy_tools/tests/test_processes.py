@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.stack.processes import ManagedProcess
+from deploy_tools.local.stack.processes import ManagedProcess
 
 # A parent that starts a grandchild in the same group, then waits: like a worker and its flow run.
 PARENT = """

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.deploy_service import setup_files
-from deploy_tools.project_cleanup import (
+from deploy_tools.local.service import setup_files
+from deploy_tools.local.stack import Ports, ProcessStack
+from deploy_tools.scaffold.cleanup import (
     ServerObjects,
     delete_objects,
     existing_objects,
@@ -16,7 +17,6 @@ from deploy_tools.project_cleanup import (
 )
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import apply_plan, load_plan
-from deploy_tools.stack import Ports, ProcessStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_tools.project_scaffold import (
+from deploy_tools.scaffold.create import (
     TEMPLATE_NAMES,
     NewProject,
     ScaffoldError,

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_tools import remote_steps
-from deploy_tools.deploy_service import DeployError
-from deploy_tools.remote_deploy import (
+from deploy_tools.remote import steps as remote_steps
+from deploy_tools.remote.service import (
     load_remote_file,
     remote_apply_env,
     remote_files,
     remote_setup_files,
 )
+from deploy_tools.reporting import DeployError
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
 
@@ -48,12 +48,12 @@ def test_each_target_gets_its_own_pools(checkout: Path) -> None:
 def test_the_containers_see_app_and_app_data(checkout: Path) -> None:
     settings = load_settings(checkout)
     env = remote_apply_env(settings, settings.project("alpha"))
-    assert env["AIRNUB_PROJECT_DIR"] == "/app"
-    assert env["AIRNUB_DATA_ROOT"] == "/app/data/project_alpha_outputs"
-    assert env["AIRNUB_DEMO_DATA_URL"] == "https://files.example.com/alpha"
+    assert env["STACK_PROJECT_DIR"] == "/app"
+    assert env["STACK_DATA_ROOT"] == "/app/data/project_alpha_outputs"
+    assert env["STACK_DEMO_DATA_URL"] == "https://files.example.com/alpha"
     beta = remote_apply_env(settings, settings.project("beta"))
-    assert "AIRNUB_DATA_ROOT" not in beta  # beta has no data root
-    assert beta["AIRNUB_PROJECT"] == "beta"
+    assert "STACK_DATA_ROOT" not in beta  # beta has no data root
+    assert beta["STACK_DEMO_DATA_URL"] == "https://files.example.com/beta"
 
 
 def test_remote_files_are_each_project_s_own_and_projects_without_one_are_left_out(
@@ -85,8 +85,8 @@ def test_prefect_yaml_uses_prefect_templating_and_the_pushed_digest(checkout: Pa
     raw = load_remote_file(path)
     text = path.read_text()
     assert "${" not in "".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
-    assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote_steps.build_image"]
-    assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote_steps.push_image"]
+    assert [next(iter(s)) for s in raw["build"]] == ["deploy_tools.remote.steps.build_image"]
+    assert [next(iter(s)) for s in raw["push"]] == ["deploy_tools.remote.steps.push_image"]
     assert raw["pull"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}
     ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from deploy_tools.local.stack import PartStatus
 from deploy_tools.prefect_api import connection_failure, describe, server_gone, use_api
-from deploy_tools.stack import PartStatus
 
 
 def test_a_connection_error_is_found_under_groups_and_causes() -> None:

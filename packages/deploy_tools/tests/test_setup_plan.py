@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tools.deploy_service import setup_files
+from deploy_tools.local.service import setup_files
+from deploy_tools.local.stack import Ports, ProcessStack
 from deploy_tools.settings import AirnubSettings, load_settings
 from deploy_tools.setup import SetupFiles, SetupFilesError, SetupPlan, load_plan
-from deploy_tools.stack import Ports, ProcessStack
 
-ENV = {"AIRNUB_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
+ENV = {"STACK_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_alpha_sources_file_matches_the_demo_dataset(checkout: Path) -> None:
     plan = plan_of(checkout)
     (var,) = [v for v in plan.variables if v.name == "alpha_sources"]
     # each project's files are served under /<project>/ of the one demo-data server
-    assert var.value == demo_sources(ENV["AIRNUB_DEMO_DATA_URL"])
+    assert var.value == demo_sources(ENV["STACK_DEMO_DATA_URL"])
     for source in var.value:
         assert (demo_data_dir() / source["url"].rsplit("/", 1)[1]).is_file()
 
@@ -119,9 +119,9 @@ def test_not_yaml_and_unknown_keys(checkout: Path, deploy_dir: Path, alpha_dir: 
 
 
 def test_missing_placeholder_names_the_variable(checkout: Path) -> None:
-    text = "\n".join(problems(checkout, drop=("AIRNUB_DEMO_DATA_URL",)))
+    text = "\n".join(problems(checkout, drop=("STACK_DEMO_DATA_URL",)))
     assert (
-        "variables/alpha_sources.yaml: value[0].url: environment variable AIRNUB_DEMO_DATA_URL"
+        "variables/alpha_sources.yaml: value[0].url: environment variable STACK_DEMO_DATA_URL"
         in text
     )
 
@@ -139,16 +139,16 @@ def test_files_use_prefect_templating_and_refuse_what_it_does_not_fill(
             ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")
         )
         assert "${" not in body, path
-    (alpha_dir / "variables" / "old.yaml").write_text("name: old\nvalue: '${AIRNUB_DATA_ROOT}/x'\n")
+    (alpha_dir / "variables" / "old.yaml").write_text("name: old\nvalue: '${STACK_DATA_ROOT}/x'\n")
     (alpha_dir / "variables" / "bare.yaml").write_text(
-        "name: bare\nvalue: {{ $AIRNUB_DATA_ROOT }}\n"
+        "name: bare\nvalue: {{ $STACK_DATA_ROOT }}\n"
     )
     (alpha_dir / "variables" / "ref.yaml").write_text(
         "name: ref\nvalue: '{{ prefect.variables.alpha_sources }}'\n"
     )
     text = "\n".join(problems(checkout))
     assert (
-        "variables/old.yaml: value: ${AIRNUB_DATA_ROOT} is not substituted: write Prefect's "
+        "variables/old.yaml: value: ${STACK_DATA_ROOT} is not substituted: write Prefect's "
         "{{ $NAME }} instead"
     ) in text
     assert "variables/bare.yaml: not valid YAML (a value holding {{ $NAME }} must be quoted" in text
@@ -162,8 +162,8 @@ def test_pull_steps_keep_placeholders_the_worker_resolves(checkout: Path, alpha_
     path = alpha_dir / "prefect.local.yaml"
     path.write_text(
         path.read_text().replace(
-            '      directory: "{{ $AIRNUB_PROJECT_DIR }}"\n',
-            '      id: cwd\n      directory: "{{ $AIRNUB_PROJECT_DIR }}"\n'
+            '      directory: "{{ $STACK_PROJECT_DIR }}"\n',
+            '      id: cwd\n      directory: "{{ $STACK_PROJECT_DIR }}"\n'
             "  - prefect.deployments.steps.run_shell_script:\n"
             '      script: "echo {{ cwd.directory }} {{ prefect.blocks.secret.alpha-source-token }}"\n',
         )
@@ -273,11 +273,11 @@ def _add_gamma(checkout: Path, alpha_dir: Path) -> Path:
     (gamma / "variables").mkdir(parents=True)
     (gamma / "blocks").mkdir()
     (gamma / "variables" / "gamma_sources.yaml").write_text(
-        "name: gamma_sources\nvalue: [{name: cities, url: '{{ $AIRNUB_DEMO_DATA_URL }}/cities.csv'}]\n"
+        "name: gamma_sources\nvalue: [{name: cities, url: '{{ $STACK_DEMO_DATA_URL }}/cities.csv'}]\n"
     )
     (gamma / "blocks" / "gamma-local-storage.yaml").write_text(
         "type: local-file-system\nname: gamma-local-storage\n"
-        "data: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
+        "data: {basepath: '{{ $STACK_DATA_ROOT }}'}\n"
     )
     (gamma / "prefect.local.yaml").write_text(
         (alpha_dir / "prefect.local.yaml").read_text().replace("name: local", "name: gamma-local")
@@ -302,17 +302,17 @@ def test_another_project_gets_its_own_values(checkout: Path, alpha_dir: Path) ->
 
 
 def test_a_project_without_a_data_root_gets_no_data_root_value(checkout: Path) -> None:
-    """beta has no env_prefix: a file of its that asks for AIRNUB_DATA_ROOT is refused by name."""
+    """beta has no env_prefix: a file of its that asks for STACK_DATA_ROOT is refused by name."""
     blocks = checkout / "deploy" / "projects" / "beta" / "blocks"
     blocks.mkdir()
     (blocks / "beta-local-storage.yaml").write_text(
         "type: local-file-system\nname: beta-local-storage\n"
-        "data: {basepath: '{{ $AIRNUB_DATA_ROOT }}'}\n"
+        "data: {basepath: '{{ $STACK_DATA_ROOT }}'}\n"
     )
     text = "\n".join(problems(checkout))
     assert (
         "deploy/projects/beta/blocks/beta-local-storage.yaml: data.basepath: environment "
-        "variable AIRNUB_DATA_ROOT"
+        "variable STACK_DATA_ROOT"
     ) in text
 
 
@@ -345,7 +345,7 @@ def test_url_with_userinfo_in_a_variable_is_refused_without_showing_it(
     path = alpha_dir / "variables" / "alpha_sources.yaml"
     path.write_text(
         path.read_text().replace(
-            "{{ $AIRNUB_DEMO_DATA_URL }}/stations", "https://me:pw-SECRET@h/s", 1
+            "{{ $STACK_DEMO_DATA_URL }}/stations", "https://me:pw-SECRET@h/s", 1
         )
     )
     (alpha_dir / "variables" / "other.yaml").write_text(

@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy_tools.cli import app
-from deploy_tools.stack.lock import LockHolder, StackBusyError, StackLock, current_holder
-from deploy_tools.stack.processes import ManagedProcess
+from deploy_tools.local.stack.lock import LockHolder, StackBusyError, StackLock, current_holder
+from deploy_tools.local.stack.processes import ManagedProcess
 
 # Takes the lock as "deploy local", says so, then holds it for argv[2] seconds.
 HOLDER = """
 import sys, time
 from pathlib import Path
-from deploy_tools.stack.lock import StackLock
+from deploy_tools.local.stack.lock import StackLock
 with StackLock(Path(sys.argv[1]), "deploy local"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -114,7 +114,7 @@ def test_commands_that_start_or_stop_parts_refuse_with_no_wait(
 
 
 def test_the_service_waits_saying_for_whom(checkout: Path) -> None:
-    from deploy_tools.deploy_service import stack_lock
+    from deploy_tools.local.service import stack_lock
     from deploy_tools.settings import load_settings
 
     settings = load_settings(checkout)

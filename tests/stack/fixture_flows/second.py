@@ -1,5 +1,5 @@
 """The demo flow of a second project: proves one worker serves two projects, each with its
-own data root (`SECOND_DATA_ROOT` from the worker) and its own `{{ $AIRNUB_DATA_ROOT }}` in files."""
+own data root (`SECOND_DATA_ROOT` from the worker) and its own `{{ $STACK_DATA_ROOT }}` in files."""
 
 from __future__ import annotations
 

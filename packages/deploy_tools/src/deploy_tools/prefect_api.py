@@ -3,8 +3,8 @@ tell "the server went away" apart from other failures, to say it in one line.
 
 Prefect's client retries a lost connection up to `PREFECT_CLIENT_MAX_RETRIES` times with an
 exponential back-off (2 + 4 + … s, about a minute with the default 5): against the local stack a
-server that stopped answering is gone, so callers pass `use_api(url, retries=1)`. The error then
-arrives wrapped in exception groups and `__cause__` chains (hundreds of traceback lines);
+server that stopped answering is gone, so callers pass `use_api(url, retries=GONE_RETRIES)`. The
+error then arrives wrapped in exception groups and `__cause__` chains (hundreds of traceback lines);
 `connection_failure` digs out the transport error, `describe` makes it one line.
 """
 
@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+
+# How often the Prefect client retries a lost connection (its default, 5 with back-off, is about
+# a minute): where a server that stopped answering is gone (the local stack, a probe), once;
+# while applying objects, twice.
+GONE_RETRIES = 1
+APPLY_RETRIES = 2
 
 
 @contextmanager
@@ -32,12 +38,17 @@ def use_api(url: str, *, retries: int | None = None) -> Iterator[None]:
         yield
 
 
-def server_answers(api_url: str, timeout: float = 3.0) -> bool:
-    """True when a Prefect server answers `/health` at `api_url`."""
+def answers(url: str, timeout: float = 3.0) -> bool:
+    """True when a GET of `url` answers 200 (the one health probe of the stack's servers)."""
     try:
-        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
+        return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def server_answers(api_url: str, timeout: float = 3.0) -> bool:
+    """True when a Prefect server answers `/health` at `api_url`."""
+    return answers(f"{api_url}/health", timeout)
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:

@@ -3,16 +3,17 @@
 The root `pyproject.toml`'s `[tool.airnub]` table holds only what every project shares (the
 local pool, the worker and image names, the ports). Each project describes itself in its own
 package: a uv workspace member (`[tool.uv.workspace] members`) whose `pyproject.toml` has a
-`[tool.airnub.project]` table is a project, so adding or removing one edits no shared file:
+`[tool.airnub.project]` table is a project, so adding or removing one edits no shared file but
+`uv.lock`:
 
 ```toml
 # packages/flows_alpha/pyproject.toml
 [tool.airnub.project]
 name = "alpha"
-env_prefix = "ALPHA_"                     # pipeline_core settings only; sets ALPHA_DATA_ROOT
-data_root = "data/project_alpha_demo_outputs"
-demo_deployment = "alpha_pipeline/local"
-demo_data = "flows_alpha.demo_data"
+env_prefix = "ALPHA_"                     # its pipeline_core settings; the stack sets ALPHA_DATA_ROOT
+data_root = "data/project_alpha_demo_outputs"  # default data/<name>
+demo_deployment = "alpha_pipeline/local"  # run to Completed by `deploy local`
+demo_data = "flows_alpha.demo_data"       # served by the demo-data server under /alpha/
 ```
 
 Environment variables win over the checkout's `.env` (its `AIRNUB_*` lines), which wins over the
@@ -282,7 +283,7 @@ class AirnubSettings(BaseSettings):
     local_pool: str = Field(
         default="local-process",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="The one process work pool of the local stack (`{{ $AIRNUB_LOCAL_POOL }}` in "
+        description="The one process work pool of the local stack (`{{ $STACK_POOL }}` in "
         "setup files).",
     )
     worker_name: str = Field(default="airnub-local", description="Name of the process worker.")
@@ -383,10 +384,9 @@ class AirnubSettings(BaseSettings):
 
     def relative(self, path: Path) -> str:
         """`path` relative to the checkout (POSIX) when inside it, else as it is (for messages)."""
-        try:
-            return path.relative_to(self.project_dir).as_posix()
-        except ValueError:
-            return str(path)
+        from deploy_tools.reporting import shown_path
+
+        return shown_path(path, self.project_dir)
 
     def project(self, name: str) -> ProjectSettings:
         """The project called `name`.

@@ -48,8 +48,7 @@ def main() -> None:
         lost = connection_failure(exc)
         if lost is None:
             raise
-        from deploy_tools.cli.terminal import fail
+        from deploy_tools.cli.terminal import terminal
 
-        raise SystemExit(
-            fail(f"lost the connection to the Prefect server ({describe(lost)})").exit_code
-        ) from None
+        message = f"lost the connection to the Prefect server ({describe(lost)})"
+        raise SystemExit(terminal.fail(message).exit_code) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deploy_tools.cli.terminal import RichReporter, settings
+from deploy_tools.cli.terminal import terminal
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,12 +19,8 @@ def entrypoints(
     ),
 ) -> None:
     """Import every deployment entrypoint without a server; list every broken one."""
-    from deploy_tools.deploy_service import DeployError, check_entrypoints, gate_files
+    from deploy_tools.local.service import gate_files
+    from deploy_tools.reporting import check_entrypoints
 
-    reporter = RichReporter()
-    try:
-        check_entrypoints(files or gate_files(settings(), remote=True), reporter)
-    except DeployError:
-        raise typer.Exit(1) from None
-    finally:
-        reporter.close()
+    with terminal.steps() as reporter:
+        check_entrypoints(files or gate_files(terminal.settings(), remote=True), reporter)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deploy_tools.cli.terminal import RichReporter, fail, settings
+from deploy_tools.cli.terminal import terminal
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -18,21 +18,18 @@ def run(
     timeout: float = typer.Option(600, help="Seconds to wait for a final state."),
 ) -> None:
     """Trigger the demo deployments; exit non-zero unless each ends Completed."""
-    from deploy_tools.deploy_service import DeployError, run_demos, run_deployment
+    from deploy_tools.local.service import run_demos, run_deployment
+    from deploy_tools.local.stack import running_stack
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import running_stack
 
-    config = settings()
+    config = terminal.settings()
     stack = running_stack(config)  # the mode the last `up` used
     if not server_answers(stack.api_url):
-        raise fail(f"no Prefect server answers at {stack.api_url}; start it with `airnub stack up`")
-    reporter = RichReporter()
-    try:
+        raise terminal.fail(
+            f"no Prefect server answers at {stack.api_url}; start it with `airnub stack up`"
+        )
+    with terminal.steps() as reporter:
         if deployment is None:
             run_demos(config, stack, reporter, timeout=timeout)
         elif not run_deployment(stack, deployment, reporter, timeout=timeout).ok:
-            raise fail("the demo run did not complete")
-    except DeployError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        reporter.close()
+            raise terminal.fail("the demo run did not complete")

@@ -1,4 +1,5 @@
-"""`airnub deploy local|remote`: one-command deploys (the use case is `deploy_service`)."""
+"""`airnub deploy local|remote`: one-command deploys (the use cases: `deploy_tools.local`,
+`deploy_tools.remote`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import typer
 
 from deploy_tools.cli.stack import NoWait
-from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
-from deploy_tools.stack.mode import Mode
+from deploy_tools.cli.terminal import terminal
+from deploy_tools.local.stack.mode import Mode
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,20 +38,16 @@ def local(
     compose mode: PostgreSQL, the server, the worker and the demo-data server in containers
     (deploy/compose.yaml); the worker image is built when missing or out of date.
     """
-    from deploy_tools.deploy_service import DeployError, deploy_local
-    from deploy_tools.stack import open_stack
+    from deploy_tools.local.service import deploy_local
+    from deploy_tools.local.stack import open_stack
 
-    config = settings()
+    config = terminal.settings()
     stack = open_stack(
-        mode, config, server_port=server_port, data_port=data_port, build=build, note=note
+        mode, config, server_port=server_port, data_port=data_port, build=build, note=terminal.note
     )
-    reporter = RichReporter()
-    try:
+    with terminal.steps() as reporter:
         result = deploy_local(config, stack, reporter, demo=demo, timeout=timeout, wait=not no_wait)
-    except DeployError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        reporter.close()
+    console = terminal.console
     width = max((len(name) for name in result.outputs), default=2) + len("Outputs ")
     console.print(f"\n[bold]{'Prefect UI':<{width}}[/bold]  {result.ui_url}")
     for name, folder in result.outputs.items():
@@ -86,15 +83,14 @@ def remote(
     Credentials come from the environment only: PREFECT_API_KEY (Prefect Cloud) or
     PREFECT_API_AUTH_STRING (a self-hosted server with basic auth); never printed or stored.
     """
-    from deploy_tools.deploy_service import DeployError
-    from deploy_tools.remote_deploy import RemoteTarget, deploy_remote
+    from deploy_tools.remote.service import RemoteTarget, deploy_remote
 
-    config = settings()
+    config = terminal.settings()
     if not api_url:
-        raise fail("PREFECT_API_URL is not set: the remote Prefect API, e.g. "
+        raise terminal.fail("PREFECT_API_URL is not set: the remote Prefect API, e.g. "
                    "https://prefect.example.com/api (or pass --api-url)", code=2)  # fmt: skip
     if not registry and not dry_run:
-        raise fail("AIRNUB_REGISTRY is not set: the registry to push the image to, e.g. "
+        raise terminal.fail("AIRNUB_REGISTRY is not set: the registry to push the image to, e.g. "
                    "registry.example.com:5000/team (or pass --registry)", code=2)  # fmt: skip
     target = RemoteTarget(
         api_url.rstrip("/"),
@@ -102,13 +98,9 @@ def remote(
         image or config.image,
         Path(prefect_file).name,
     )
-    reporter = RichReporter()
-    try:
+    with terminal.steps() as reporter:
         result = deploy_remote(config, reporter, target, dry_run=dry_run)
-    except DeployError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        reporter.close()
+    console = terminal.console
     if dry_run:
         console.print("dry run: nothing was built, pushed or applied")
         return

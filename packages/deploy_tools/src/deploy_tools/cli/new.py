@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deploy_tools.cli.terminal import console, fail, settings
+from deploy_tools.cli.terminal import terminal
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,16 +21,16 @@ def project(
     lock: bool = typer.Option(True, help="Run `uv lock` to add the package to uv.lock."),
 ) -> None:
     """Create packages/flows_<name>/ and deploy/projects/<name>/; no other file but uv.lock."""
-    from deploy_tools.project_scaffold import ScaffoldError, create_project
+    from deploy_tools.scaffold.create import ScaffoldError, create_project
 
-    root = settings().project_dir
+    root = terminal.settings().project_dir
     try:
         written = create_project(root, name, template=template, lock=lock)
     except ScaffoldError as exc:
-        raise fail(f"{exc} (nothing was written)") from None
+        raise terminal.fail(f"{exc} (nothing was written)") from None
     for path in written:
-        console.print(f"  wrote {path}", markup=False)
-    console.print(
+        terminal.console.print(f"  wrote {path}", markup=False)
+    terminal.console.print(
         f"\nProject {name!r} created. Next: `hatch run deploy:local` deploys and runs it beside "
         f"the others (Hatch installs the new package on its next run); its flows are in "
         f"packages/flows_{name}/src/flows_{name}/flows.py, its deployments in "

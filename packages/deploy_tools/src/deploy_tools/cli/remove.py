@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from deploy_tools.cli.terminal import console, fail, note, settings
+from deploy_tools.cli.terminal import terminal
 
 if TYPE_CHECKING:
-    from deploy_tools.project_cleanup import ServerObjects
+    from deploy_tools.scaffold.cleanup import ServerObjects
     from deploy_tools.settings import AirnubSettings
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,24 +30,24 @@ def project(
     When the local stack runs, its deployments and variables there are offered for deletion
     (asked on a terminal; `--yes` deletes them without asking).
     """
-    from deploy_tools.project_cleanup import delete_objects, project_objects
-    from deploy_tools.project_scaffold import ScaffoldError, find_project, remove_project
+    from deploy_tools.scaffold.cleanup import delete_objects, project_objects
+    from deploy_tools.scaffold.create import ScaffoldError, find_project, remove_project
 
-    config = settings()
+    config = terminal.settings()
     root = config.project_dir
     try:
         target = find_project(root, name)
     except ScaffoldError as exc:
-        raise fail(f"{exc} (nothing was removed)") from None
+        raise terminal.fail(f"{exc} (nothing was removed)") from None
     on_server = _on_running_stack(config, project_objects(target))
     try:
         removed = remove_project(root, name, lock=lock)
     except ScaffoldError as exc:
-        raise fail(f"{exc} (nothing was removed)") from None
+        raise terminal.fail(f"{exc} (nothing was removed)") from None
     for path in removed:
-        console.print(f"  removed {path}/", markup=False)
+        terminal.console.print(f"  removed {path}/", markup=False)
     if lock:
-        console.print("  updated uv.lock", markup=False)
+        terminal.console.print("  updated uv.lock", markup=False)
     if on_server is not None:
         api_url, objects = on_server
         shown = ", ".join(objects.deployments + objects.variables)
@@ -55,22 +55,22 @@ def project(
             sys.stdin.isatty() and typer.confirm(f"Delete {shown} from {api_url}?", default=False)
         ):
             delete_objects(api_url, objects)
-            console.print(f"  deleted from {api_url}: {shown}", markup=False)
+            terminal.console.print(f"  deleted from {api_url}: {shown}", markup=False)
         else:
-            note(
+            terminal.note(
                 f"left on {api_url}: {shown} (`airnub remove project {name} --yes` before "
                 "removing deletes them; or delete them in the UI)"
             )
-    console.print(f"\nProject {name!r} removed.", markup=False)
+    terminal.console.print(f"\nProject {name!r} removed.", markup=False)
 
 
 def _on_running_stack(
     config: AirnubSettings, objects: ServerObjects
 ) -> tuple[str, ServerObjects] | None:
     """(API URL, the objects it holds) when the local stack answers and holds some."""
+    from deploy_tools.local.stack.mode import running_stack
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.project_cleanup import existing_objects
-    from deploy_tools.stack.mode import running_stack
+    from deploy_tools.scaffold.cleanup import existing_objects
 
     if not objects:
         return None

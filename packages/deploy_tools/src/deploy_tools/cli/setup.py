@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deploy_tools.cli.terminal import RichReporter, fail, settings
+from deploy_tools.cli.terminal import terminal
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,20 +24,15 @@ def apply(
     ),
 ) -> None:
     """Validate every file under deploy/, then create or update what differs on the server."""
-    from deploy_tools.deploy_service import DeployError, apply_setup
+    from deploy_tools.local.service import apply_setup
+    from deploy_tools.local.stack import running_stack
     from deploy_tools.prefect_api import server_answers
-    from deploy_tools.stack import running_stack
 
-    config = settings()
+    config = terminal.settings()
     stack = running_stack(config)  # the mode the last `up` used
     url = api_url or stack.api_url
     if not server_answers(url):
-        raise fail(f"no Prefect server answers at {url}; start it with `airnub stack up`")
+        raise terminal.fail(f"no Prefect server answers at {url}; start it with `airnub stack up`")
     extra = [config.deploy_dir / Path(f) for f in file]
-    reporter = RichReporter()
-    try:
+    with terminal.steps() as reporter:
         apply_setup(config, stack, reporter, extra_deployments=extra, api_url=url)
-    except DeployError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        reporter.close()

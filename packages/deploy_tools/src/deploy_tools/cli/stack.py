@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from deploy_tools.cli.terminal import RichReporter, console, fail, note, settings
-from deploy_tools.stack.mode import Mode
+from deploy_tools.cli.terminal import terminal
+from deploy_tools.local.stack.mode import Mode, RunningMode
 
 if TYPE_CHECKING:
-    from deploy_tools.stack import PartStatus
+    from deploy_tools.local.stack import PartStatus
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,8 +24,10 @@ NoWait = typer.Option(
     help="Refuse (exit 1) instead of waiting when another command is starting or stopping the "
     "stack of this checkout.",
 )
-RunningMode = typer.Option(
-    Mode.auto, "--mode", help="Which stack: auto is the mode the last `up` used."
+WhichStack = typer.Option(
+    RunningMode.running,
+    "--mode",
+    help="Which stack: running (the mode the last `up` used), process or compose.",
 )
 
 
@@ -40,20 +42,23 @@ def up(
     no_wait: bool = NoWait,
 ) -> None:
     """Start the server, demo-data server and worker on 127.0.0.1 (what is running stays)."""
-    from deploy_tools.deploy_service import DeployError, stack_lock
-    from deploy_tools.stack import StackError, open_stack
+    from deploy_tools.local.service import stack_lock
+    from deploy_tools.local.stack import StackError, open_stack
 
-    config = settings()
-    stack = open_stack(mode, config, server_port=server_port, data_port=data_port, note=note)
+    config = terminal.settings()
+    stack = open_stack(
+        mode, config, server_port=server_port, data_port=data_port, note=terminal.note
+    )
     try:
         with (
-            stack_lock(config, "stack up", RichReporter(), wait=not no_wait),
-            console.status("starting the local stack"),
+            terminal.steps() as reporter,
+            stack_lock(config, "stack up", reporter, wait=not no_wait),
+            terminal.console.status("starting the local stack"),
         ):
             stack.up()
-    except (DeployError, StackError) as exc:
-        raise fail(str(exc)) from None
-    console.print(f"stack up: UI {stack.ui_url}  API {stack.api_url}")
+    except StackError as exc:
+        raise terminal.fail(str(exc)) from None
+    terminal.console.print(f"stack up: UI {stack.ui_url}  API {stack.api_url}")
 
 
 @app.command()
@@ -66,7 +71,7 @@ def down(
         "blocks, variables, run history. Outputs under data/ stay.",
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --volumes."),
-    mode: Mode = RunningMode,
+    mode: RunningMode = WhichStack,
     no_wait: bool = NoWait,
 ) -> None:
     """Stop the stack; its data is kept (the only way to drop it is `--volumes`).
@@ -76,40 +81,37 @@ def down(
     """
     import sys
 
-    from deploy_tools.deploy_service import DeployError, stop_local
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.service import stop_local
+    from deploy_tools.local.stack import running_stack
 
     if volumes and not yes:
         if not sys.stdin.isatty():
-            raise fail("--volumes deletes the server's data; confirm with --yes", code=2)
+            raise terminal.fail("--volumes deletes the server's data; confirm with --yes", code=2)
         typer.confirm(
             "Delete the server's data (deployments, blocks, variables, run history)?", abort=True
         )
-    config = settings()
-    reporter = RichReporter()
-    try:
-        stack = running_stack(config, mode, note=note)
+    config = terminal.settings()
+    with terminal.steps() as reporter:
+        stack = running_stack(config, mode, note=terminal.note)
         stopped = stop_local(config, stack, reporter, wait=not no_wait, volumes=volumes).stopped
-    except DeployError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        reporter.close()
-    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    terminal.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     if volumes:
-        console.print("the server's data was deleted")
+        terminal.console.print("the server's data was deleted")
 
 
 @app.command()
-def status(*, mode: Mode = RunningMode) -> None:
+def status(*, mode: RunningMode = WhichStack) -> None:
     """Health of each part of the stack; exits 1 unless all are healthy (naming what is wrong)."""
     from rich.table import Table
 
-    from deploy_tools.stack import running_stack
-    from deploy_tools.stack.lock import current_holder
+    from deploy_tools.local.stack import running_stack
+    from deploy_tools.local.stack.lock import current_holder
 
-    config = settings()
+    config = terminal.settings()
     if holder := current_holder(config.local_dir):
-        console.print(f"{holder.describe()} is starting or stopping parts right now", markup=False)
+        terminal.console.print(
+            f"{holder.describe()} is starting or stopping parts right now", markup=False
+        )
     stack = running_stack(config, mode)
     parts = stack.status()
     table = Table("part", "pid", "health", "detail", "log", title=f"{type(stack).__name__}")
@@ -119,9 +121,9 @@ def status(*, mode: Mode = RunningMode) -> None:
         else:
             health = "[yellow]starting?[/yellow]" if p.pid else "[red]down[/red]"
         table.add_row(p.name, str(p.pid or "-"), health, p.detail, p.log)
-    console.print(table)
+    terminal.console.print(table)
     if not all(p.healthy for p in parts):
-        raise fail(_unhealthy_line(parts))
+        raise terminal.fail(_unhealthy_line(parts))
 
 
 def _unhealthy_line(parts: list[PartStatus]) -> str:
@@ -140,18 +142,18 @@ def logs(
     part: str = typer.Argument("all", help="server, worker, demo-data, postgres (compose) or all"),
     *,
     lines: int = typer.Option(40, "--lines", "-n", help="Lines from the end of each log."),
-    mode: Mode = RunningMode,
+    mode: RunningMode = WhichStack,
 ) -> None:
     """Show the end of the stack's logs (process: files under .local/logs/; compose: containers)."""
-    from deploy_tools.stack import running_stack
+    from deploy_tools.local.stack import running_stack
 
     try:
-        found = running_stack(settings(), mode).logs(part, lines)
+        found = running_stack(terminal.settings(), mode).logs(part, lines)
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise terminal.fail(str(exc)) from None
     for log in found:
-        console.rule(f"{log.name}: {log.location}")
-        console.print(
+        terminal.console.rule(f"{log.name}: {log.location}")
+        terminal.console.print(
             "\n".join(log.lines) if log.lines is not None else "(no log yet)", markup=False
         )
 
@@ -167,22 +169,13 @@ def worker(
     ),
 ) -> None:
     """Container entry of the compose worker: end the runs and temp files an earlier worker
-    left, set umask 002, then `prefect worker start <args after -->`.
-
-    The compose worker is its data folder's only writer and its pool's only worker, so what a
-    killed container left behind cannot belong to a live run.
+    left, set umask 002, then `prefect worker start <args after -->` (`deploy_tools.local.worker`).
     """
     import os
 
-    from deploy_tools.deploy_service import sweep_temp_files
-    from deploy_tools.runs import CRASHED_MESSAGE, end_interrupted_runs
+    from deploy_tools.local.worker import run_worker
 
-    config = settings()
-    reporter = RichReporter()
-    sweep_temp_files(config, reporter, max_age=sweep_older_than)
-    api_url = os.environ.get("PREFECT_API_URL", "")
-    for run in end_interrupted_runs(api_url, config.local_pool, message=CRASHED_MESSAGE):
-        reporter.info(f"flow run {run.name}: {run.previous} → Crashed (its worker had stopped)")
-    os.umask(0o002)  # group-writable files: the host user's group (docs/local-stack.md)
-    # exec: the worker becomes the container's main process and gets its stop signal.
-    os.execvp("prefect", ["prefect", "worker", "start", *ctx.args])  # noqa: S606
+    config = terminal.settings()
+    with terminal.steps() as reporter:
+        api_url = os.environ.get("PREFECT_API_URL", "")
+        run_worker(config, reporter, ctx.args, api_url=api_url, sweep_older_than=sweep_older_than)

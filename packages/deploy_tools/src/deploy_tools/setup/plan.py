@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from deploy_tools.reporting import shown_path
 from deploy_tools.setup.entrypoints import load_flow
 from deploy_tools.setup.models import (
     BlockFile,
@@ -28,6 +28,7 @@ from deploy_tools.setup.models import (
 )
 from deploy_tools.setup.pools import base_job_template
 from deploy_tools.setup.templating import render, template_problems
+from pipeline_core.urls import has_userinfo
 
 M = TypeVar("M", bound=BaseModel)
 # The key paths of pull steps, a file's or a deployment's own.
@@ -74,13 +75,6 @@ class SetupPlan:
     variables: list[VariableFile] = field(default_factory=list)
     blocks: list[PlannedBlock] = field(default_factory=list)
     deployments: list[PlannedDeployment] = field(default_factory=list)
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
 
 
 def _pydantic_problems(where: str, exc: ValidationError, *, show_input: bool = True) -> list[str]:
@@ -149,15 +143,10 @@ def _userinfo_problems(value: Any, where: str, key: str) -> list[str]:
 
     Checked for every variable value and deployment parameter: Prefect stores those as
     given, so a credential there would be readable by anyone with API access. The
-    problem names the key, never the URL. (deploy_tools does not depend on pipeline_core,
-    whose `has_userinfo` is the same test.)
+    problem names the key, never the URL.
     """
     if isinstance(value, str):
-        try:
-            parts = urlsplit(value) if "://" in value else None
-        except ValueError:  # not a URL after all (e.g. an unbalanced `[`)
-            parts = None
-        if parts is not None and (parts.username is not None or parts.password is not None):
+        if "://" in value and has_userinfo(value):
             return [
                 f"{where}: {key}: a URL with a user name or password; keep credentials in a "
                 "Secret block (deploy/projects/<name>/blocks/) and name it in the source's `auth`"
@@ -336,7 +325,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
     for group in groups:
         env = group.env
         for path in sorted((group.folder / "work_pools").glob("*.yaml")):
-            where = _rel(path, base)
+            where = shown_path(path, base)
             pool = _read(
                 path, WorkPoolFile, env, where, problems, template_keys=("name", "job_variables")
             )
@@ -352,7 +341,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
                     origin[id(pool)] = path
 
         for path in sorted((group.folder / "variables").glob("*.yaml")):
-            where = _rel(path, base)
+            where = shown_path(path, base)
             var = _read(path, VariableFile, env, where, problems, template_keys=("value",))
             if var:
                 _plan_variable(var, where, problems)
@@ -360,7 +349,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
                 origin[id(var)] = path
 
         for path in sorted((group.folder / "blocks").glob("*.yaml")):
-            where = _rel(path, base)
+            where = shown_path(path, base)
             spec = _read(path, BlockFile, env, where, problems, template_keys=())
             if spec:
                 block_problems: list[str] = []
@@ -368,7 +357,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
                 problems.extend(block_problems)
 
         for file in group.deployments:
-            plan.deployments.extend(_plan_deployments(file, _rel(file, base), env, problems))
+            plan.deployments.extend(_plan_deployments(file, shown_path(file, base), env, problems))
 
     _check_names(plan, base, origin, problems)
     if problems:
@@ -391,7 +380,7 @@ def _check_names(plan: SetupPlan, base: Path, origin: dict[int, Path], problems:
             first = seen.setdefault(f"{kind}:{name}", file)
             if first is not file:
                 problems.append(
-                    f"{_rel(file, base)}: {kind} {name!r} is already defined in {_rel(first, base)}"
+                    f"{shown_path(file, base)}: {kind} {name!r} is already defined in {shown_path(first, base)}"
                 )
     blocks = {f"{b.spec.type}/{b.spec.name}": b for b in plan.blocks}
     for b in plan.blocks:
@@ -399,6 +388,6 @@ def _check_names(plan: SetupPlan, base: Path, origin: dict[int, Path], problems:
             target = blocks.get(ref)
             if b.skipped_because is None and target is not None and target.skipped_because:
                 problems.append(
-                    f"{_rel(b.file, base)}: block_refs.{key}: {ref} is skipped "
+                    f"{shown_path(b.file, base)}: block_refs.{key}: {ref} is skipped "
                     f"({target.skipped_because})"
                 )

@@ -2,7 +2,7 @@
 
 Every file under `deploy/` that `setup apply` reads (deployment files, work pools, variables,
 blocks) uses the dialect of `prefect deploy`: `{{ $NAME }}` is the environment variable NAME
-(quote it in YAML: `directory: "{{ $AIRNUB_PROJECT_DIR }}"`). It is resolved with Prefect's own
+(quote it in YAML: `directory: "{{ $STACK_PROJECT_DIR }}"`). It is resolved with Prefect's own
 `apply_values`, as `prefect deploy` resolves it from `os.environ`, with one difference: Prefect
 substitutes an empty text for a variable that is not set; here that is a problem naming the
 variable and the key that uses it, and nothing is applied.
@@ -131,7 +131,7 @@ def render(value: Any, env: Mapping[str, str]) -> Any:
     from `env` is taken from `os.environ`, or else left in place.
 
     Prefect reads `{{ $NAME }}` from `os.environ` only, while each project's files are read
-    with values of their own (its AIRNUB_DATA_ROOT): those are put in `os.environ` for the
+    with values of their own (its STACK_DATA_ROOT): those are put in `os.environ` for the
     call (under a lock) and the environment is restored after it.
     """
     from prefect.utilities.templating import apply_values

@@ -1,0 +1,1 @@
+"""The local use case: the stack (`stack/`), `deploy local`, `stack down`, the demo runs."""

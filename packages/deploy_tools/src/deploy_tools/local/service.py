@@ -1,0 +1,343 @@
+"""The local use case: import gate → stack up → setup apply → every project's demo run, and
+its inverse, `stop_local` (cancel the runs it interrupts, stop every part).
+
+Front ends (the `airnub` CLI) pass a `Stack` (process or compose) and a `Reporter`
+(`deploy_tools.reporting`); nothing here prints. A failed step reports its details through the
+reporter and raises `DeployError` with one line saying what to do next — also when the Prefect
+server goes away under a step.
+
+Safe to run twice: whatever starts or stops parts does so under the checkout's stack lock
+(`stack_lock`; `deploy_tools.local.stack.lock`), so a second caller waits for the first (or, with
+`wait=False`, refuses naming its PID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy_tools.local.runs import CancelledRun
+from deploy_tools.local.stack.interface import Stack, StackError
+from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
+from deploy_tools.reporting import (
+    DeployError,
+    Reporter,
+    ServerGoneError,
+    check_entrypoints,
+    report_changes,
+    server_gone_error,
+)
+from deploy_tools.settings import AirnubSettings
+from deploy_tools.setup import Change, SetupFiles
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The outcome of one demo deployment's run."""
+
+    deployment: str
+    run_name: str
+    state: str
+    url: str
+    ok: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What `stop_local` did: runs set to Cancelled, parts stopped (in order)."""
+
+    cancelled: list[CancelledRun]
+    stopped: list[str]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What `deploy_local` leaves: where to look."""
+
+    ui_url: str
+    outputs: dict[str, Path]
+    demos: list[DemoRun] = field(default_factory=list)
+
+
+# -- the checkout's stack lock -------------------------------------------------------------
+@contextmanager
+def stack_lock(
+    settings: AirnubSettings, command: str, reporter: Reporter, *, wait: bool = True
+) -> Iterator[None]:
+    """Hold the checkout's stack lock as `command` for the block (parts start or stop in it).
+
+    While another command holds it: report whom we wait for (once per holder) and wait, or with
+    `wait=False` refuse.
+
+    Raises:
+        DeployError: `wait` is False and the lock is held, naming the holder's command and PID.
+    """
+    from deploy_tools.local.stack.lock import LockHolder, StackBusyError, StackLock
+
+    def waiting(holder: LockHolder) -> None:
+        reporter.info(f"waiting for {holder.describe()} to finish…")
+
+    lock = StackLock(settings.local_dir, command, wait=wait, on_wait=waiting)
+    try:
+        lock.acquire()
+    except StackBusyError as exc:
+        raise DeployError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# -- import gate ---------------------------------------------------------------------------
+def gate_files(settings: AirnubSettings, *, remote: bool = False) -> list[Path]:
+    """Every project's local deployment file; with `remote`, also each one's `prefect.yaml`."""
+    files = [p.local_deploy_file for p in settings.projects]
+    if remote:
+        files += [p.remote_deploy_file for p in settings.projects if p.remote_deploy_file.is_file()]
+    return files
+
+
+# -- setup apply ---------------------------------------------------------------------------
+def setup_files(
+    settings: AirnubSettings, stack: Stack, extra_deployments: Sequence[Path] = ()
+) -> list[SetupFiles]:
+    """The shared folder (`deploy/`: work pools) and each project's folder, each with its values.
+
+    `extra_deployments` are applied with the shared values (e.g. a fixture's deployment file).
+    """
+    base = {**os.environ, **stack.apply_env()}
+    groups = [SetupFiles(settings.deploy_dir, base, tuple(extra_deployments))]
+    for project in settings.projects:
+        env = {**os.environ, **stack.apply_env(project)}
+        groups.append(SetupFiles(project.deploy_dir, env, (project.local_deploy_file,)))
+    return groups
+
+
+def apply_setup(
+    settings: AirnubSettings,
+    stack: Stack,
+    reporter: Reporter,
+    *,
+    extra_deployments: Sequence[Path] = (),
+    after_pools: Callable[[], None] | None = None,
+    api_url: str | None = None,
+) -> list[Change]:
+    """Validate every setup file, then make the server (`api_url`, default the stack's) match.
+
+    Raises:
+        DeployError: invalid files (nothing applied) or the server refused an object.
+    """
+    from deploy_tools.prefect_api import server_gone, use_api
+    from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
+
+    reporter.step_started("setup", "validating deploy/")
+    try:
+        plan = load_plan(setup_files(settings, stack, extra_deployments), base=settings.project_dir)
+    except SetupFilesError as exc:
+        reporter.step_finished("setup", "invalid setup files, nothing was applied:", ok=False)
+        for problem in exc.problems:
+            reporter.failure(f"  {problem}")
+        raise DeployError("setup apply stopped") from None
+    if settings.local_pool not in {p.name for p in plan.work_pools}:
+        reporter.step_finished("setup", "nothing was applied", ok=False)
+        reporter.failure(
+            f"  no file under {settings.deploy_dir.name}/work_pools/ defines the local pool "
+            f"{settings.local_pool!r} (local_pool of [tool.airnub])"
+        )
+        raise DeployError("setup apply stopped")
+    reporter.progress("setup", "applying")
+    url = api_url or stack.api_url
+    try:
+        with use_api(url, retries=APPLY_RETRIES):
+            changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
+    except Exception as exc:  # the server refused something or went away: one line each
+        if (lost := server_gone(exc, url)) is not None:
+            reporter.step_finished("setup", "the Prefect server stopped answering", ok=False)
+            raise server_gone_error(url, "setup apply", lost) from None
+        reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
+        reporter.failure("objects listed before this line may already be applied; fix and rerun")
+        raise DeployError("setup apply stopped") from None
+    report_changes(reporter, changes)
+    return changes
+
+
+# -- demo runs -----------------------------------------------------------------------------
+def run_deployment(
+    stack: Stack, deployment: str, reporter: Reporter, *, timeout: float = 600.0
+) -> DemoRun:
+    """Run `deployment` (`flow/deployment`) through `stack`, report its state live."""
+    from deploy_tools.local.demo_run import run_and_watch
+    from deploy_tools.prefect_api import describe, server_gone, use_api
+
+    reporter.step_started(deployment, "starting a run")
+
+    def show(run: Any, elapsed: float) -> None:
+        reporter.progress(deployment, f"{run.name} {run.state_name} ({elapsed:.0f} s)")
+
+    try:
+        with use_api(stack.api_url, retries=GONE_RETRIES):
+            run = asyncio.run(run_and_watch(deployment, wait_seconds=timeout, on_update=show))
+    except TimeoutError as exc:
+        reporter.step_finished(deployment, str(exc), ok=False)
+        return DemoRun(deployment, "", "Timeout", "", ok=False, message=str(exc))
+    except Exception as exc:  # the server went away or refused: one line, not a traceback
+        if (lost := server_gone(exc, stack.api_url)) is not None:
+            reporter.step_finished(deployment, "the Prefect server stopped answering", ok=False)
+            raise server_gone_error(stack.api_url, f"the run of {deployment}", lost) from None
+        reporter.step_finished(deployment, describe(exc), ok=False)
+        raise DeployError(f"could not run {deployment}: {describe(exc)}") from None
+    ok = run.state is not None and run.state.is_completed()
+    url = f"{stack.ui_url}/runs/flow-run/{run.id}"
+    result = DemoRun(
+        deployment,
+        run.name,
+        str(run.state_name),
+        url,
+        ok,
+        run.state.message if run.state is not None else None,
+    )
+    reporter.step_finished(deployment, f"run {run.name} {run.state_name} — {url}", ok=ok)
+    if not ok and result.message:
+        reporter.failure(f"  {result.message}")
+    return result
+
+
+def run_demos(
+    settings: AirnubSettings, stack: Stack, reporter: Reporter, *, timeout: float = 600.0
+) -> list[DemoRun]:
+    """Run every project's demo deployment, one after the other (all of them, even after a failure).
+
+    Raises:
+        DeployError: any run did not end Completed.
+    """
+    runs = [
+        run_deployment(stack, p.demo_deployment, reporter, timeout=timeout)
+        for p in settings.projects
+        if p.demo_deployment
+    ]
+    failed = [r.deployment for r in runs if not r.ok]
+    if failed:
+        worker_log = stack.logs("worker", lines=0)[0].location
+        raise DeployError(
+            f"the demo run of {', '.join(failed)} did not complete; worker log: {worker_log}"
+        )
+    return runs
+
+
+# -- temp files of interrupted runs --------------------------------------------------------
+def sweep_temp_files(
+    settings: AirnubSettings, reporter: Reporter, *, max_age: float | None = None
+) -> int:
+    """Remove the stale temp files interrupted runs left under each project's data root.
+
+    `pipeline_core`'s own sweep (`LocalStorage.sweep_stale`): only files named like its temp
+    files and older than `max_age` (default: its own, 1 h) go. Returns how many were removed.
+    """
+    from pipeline_core.storage import STALE_PART_SECONDS, LocalStorage
+
+    total = 0
+    for project in settings.projects:
+        if (
+            project.data_root is not None
+            and project.data_root.is_dir()
+            and (
+                removed := LocalStorage(project.data_root).sweep_stale(
+                    STALE_PART_SECONDS if max_age is None else max_age
+                )
+            )
+        ):
+            total += len(removed)
+            reporter.info(
+                f"removed {len(removed)} stale temp file(s) of interrupted runs under "
+                f"{project.data_root}"
+            )
+    return total
+
+
+# -- stopping ------------------------------------------------------------------------------
+def stop_local(
+    settings: AirnubSettings,
+    stack: Stack,
+    reporter: Reporter,
+    *,
+    wait: bool = True,
+    volumes: bool = False,
+) -> StopResult:
+    """Stop every part under the stack lock; the runs the worker was running end Cancelled.
+
+    Runs of the local pool (`local_pool`) that are RUNNING, PENDING or CANCELLING, and their
+    subflow runs, are set to Cancelled ("stopped by deploy:down") before the worker stops, and
+    once more after (a run picked up in between). A server that does not answer is just stopped.
+    `volumes`: the server's data goes too (`Stack.down`).
+
+    Raises:
+        DeployError: `wait` is False and another command holds the stack lock.
+    """
+    from deploy_tools.local.runs import end_interrupted_runs
+
+    with stack_lock(settings, "stack down", reporter, wait=wait):
+        cancelled = end_interrupted_runs(stack.api_url, settings.local_pool)
+        worker_stopped = stack.stop_worker()
+        cancelled += end_interrupted_runs(stack.api_url, settings.local_pool)
+        stopped = (["worker"] if worker_stopped else []) + stack.down(volumes=volumes)
+    for run in cancelled:
+        reporter.info(f"flow run {run.name}: {run.previous} → Cancelled (stopped by deploy:down)")
+    return StopResult(cancelled, stopped)
+
+
+# -- the whole use case --------------------------------------------------------------------
+def deploy_local(
+    settings: AirnubSettings,
+    stack: Stack,
+    reporter: Reporter,
+    *,
+    demo: bool = True,
+    timeout: float = 600.0,
+    wait: bool = True,
+) -> DeployResult:
+    """Import gate, stack up, stale temp-file sweep (unless the worker's start does it), setup
+    apply (the worker starts once its pool exists), demo runs.
+
+    Stack up, sweep and apply run under the checkout's stack lock (`wait=False`: refuse when
+    another command holds it); the demo runs do not, so `stack down` can stop a long one.
+
+    Raises:
+        DeployError: a step failed; the stack stays up for a look at it.
+    """
+    if not settings.projects:
+        raise DeployError(
+            "no project in the workspace (a member under packages/ with a [tool.airnub.project] "
+            "table in its pyproject.toml): nothing to deploy"
+        )
+    check_entrypoints(gate_files(settings), reporter)
+
+    with stack_lock(settings, "deploy local", reporter, wait=wait):
+        reporter.step_started("stack", "starting the server and the demo-data server")
+        try:
+            stack.up(worker=False)
+        except StackError as exc:
+            reporter.step_finished("stack", "did not start", ok=False)
+            raise DeployError(str(exc)) from None
+        reporter.step_finished("stack", f"up — API {stack.api_url}")
+
+        if not stack.worker_sweeps:  # else the worker's own start sweeps (compose)
+            sweep_temp_files(settings, reporter)
+
+        # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
+        # overlaps the rest of the apply.
+        try:
+            apply_setup(settings, stack, reporter, after_pools=stack.start_worker)
+        except ServerGoneError:
+            raise
+        except DeployError as exc:
+            raise DeployError(f"{exc}; the stack is up (`airnub stack down` stops it)") from None
+
+    demos = run_demos(settings, stack, reporter, timeout=timeout) if demo else []
+    outputs = {p.name: p.data_root for p in settings.projects if p.data_root is not None}
+    return DeployResult(stack.ui_url, outputs, demos)

@@ -1,0 +1,1 @@
+"""The remote use case: `deploy remote` (`service`) and the prefect.yaml steps (`steps`)."""

@@ -1,0 +1,1 @@
+"""`airnub new project` (`create`, from `templates/`) and `airnub remove project` (`cleanup`)."""
