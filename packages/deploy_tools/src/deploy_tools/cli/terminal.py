@@ -4,6 +4,7 @@ and the rich `Reporter` the use cases report their steps to."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,12 +45,15 @@ class Terminal:
         from deploy_tools.settings import ProjectFileError, ProjectNotFoundError, load_settings
 
         try:
-            return load_settings()
+            config = load_settings()
         except (ProjectNotFoundError, ProjectFileError) as exc:
             raise self.fail(str(exc)) from None
         except ValidationError as exc:
             lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise self.fail("invalid [tool.airnub] settings:\n" + "\n".join(lines)) from None
+        if not config.telemetry:  # airnub's own Prefect client reports nothing either
+            os.environ.setdefault("DO_NOT_TRACK", "1")
+        return config
 
     @contextmanager
     def steps(self) -> Iterator[RichReporter]:
