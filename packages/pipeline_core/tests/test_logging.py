@@ -126,6 +126,8 @@ async def test_lines_logged_in_runs_are_stored_as_prefect_logs(
     from prefect import flow, task
     from prefect.runtime import flow_run
 
+    import pipeline_core.integrations.prefect  # noqa: F401  (adds the run-log bridge)
+
     marker = uuid4().hex
     log = get_logger("t.bridge")
 

@@ -10,7 +10,7 @@ import math
 import re
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -20,63 +20,41 @@ from pipeline_core.processing import (
     ParseError,
     SourceStatus,
     SourceSummary,
-    parse_rows,
     process_manifest,
-    process_table,
+    process_stream,
     render_markdown,
-    to_jsonl,
 )
+from pipeline_core.row_sink import InvalidRow, RowSink
 from pipeline_core.sources import ColumnSpec, Source, parse_sources
 from pipeline_core.storage import LocalStorage
 from pipeline_core.validation import SchemaError, compile_schema, validate_row
 
 # pipeline_core's own small dataset (fixtures/demo/): one CSV and one JSON file with every
 # column type, a few rows deliberately invalid in each file (cities' "maybe" row only in its
-# `coastal` column).
+# `coastal` column), and the sources describing them (sources.json).
 DEMO_DIR = Path(__file__).parent / "fixtures" / "demo"
-_SCHEMAS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
-    "cities": (
-        "cities.csv",
-        "csv",
-        {
-            "name": {"type": "str"},
-            "country": {"type": "str", "pattern": "^[A-Z]{2}$"},
-            "population": {"type": "int", "min": 0},
-            "founded": {"type": "date"},
-            "coastal": {"type": "bool"},
-        },
-    ),
-    "stations": (
-        "stations.json",
-        "json",
-        {
-            "station": {"type": "str", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
-            "date": {"type": "date"},
-            "temp_c": {"type": "float", "min": -60, "max": 60},
-            "precip_mm": {"type": "float", "min": 0},
-        },
-    ),
-    "readings": (
-        "readings.csv",
-        "csv",
-        {
-            "sensor_id": {"type": "str"},
-            "taken_at": {"type": "datetime"},
-            "value": {"type": "float", "min": 0},
-            "unit": {"type": "str", "pattern": "^kWh$"},
-        },
-    ),
-}
-DEMO = parse_sources(
-    [
-        {"name": name, "url": f"http://127.0.0.1:9/{file}", "format": fmt, "schema": schema}
-        for name, (file, fmt, schema) in _SCHEMAS.items()
-    ]
-)
+DEMO = parse_sources((DEMO_DIR / "sources.json").read_text())
 
 
 def demo_bytes(source: Source) -> bytes:
     return (DEMO_DIR / Path(source.url.path or "").name).read_bytes()
+
+
+class Processed(NamedTuple):
+    rows: list[dict[str, Any]]
+    invalid: list[InvalidRow]
+    rows_in: int
+    body: bytes
+
+
+def processed(data: bytes, fmt: str, schema: dict[str, ColumnSpec] | None = None) -> Processed:
+    """`process_stream` on bytes in memory, as `process_entry` runs it on a stored file."""
+    out = io.BytesIO()
+    sink = RowSink(out, keep=None)
+    process_stream(io.BytesIO(data), fmt, compile_schema(schema) if schema else None, sink)
+    body = out.getvalue()
+    rows = [json.loads(line) for line in body.splitlines()]
+    return Processed(rows, sink.invalid_rows, sink.rows_in, body)
 
 
 # ------------------------------------------------------------ an independent oracle
@@ -127,7 +105,7 @@ def test_demo_files_invalid_rows_match_an_independent_check(source: Source) -> N
     ]
     assert expected_bad, "the demo files are meant to hold invalid rows"
 
-    result = process_table(demo_bytes(source), source.resolved_format or "", source.schema_)
+    result = processed(demo_bytes(source), source.resolved_format or "", source.schema_)
 
     assert result.rows_in == len(records)
     assert [bad.row for bad in result.invalid] == expected_bad
@@ -144,7 +122,7 @@ def test_demo_reasons_name_the_column_and_value() -> None:
     cities = next(s for s in DEMO if s.name == "cities")
     records = _oracle_records(cities)
     sligo = next(i for i, r in enumerate(records, 1) if r["coastal"] == "maybe")
-    result = process_table(demo_bytes(cities), "csv", cities.schema_)
+    result = processed(demo_bytes(cities), "csv", cities.schema_)
     reasons = next(bad.reasons for bad in result.invalid if bad.row == sligo)
     assert len(reasons) == 1
     assert reasons[0].startswith("coastal:")
@@ -157,29 +135,29 @@ def test_demo_reasons_name_the_column_and_value() -> None:
 def test_non_utf8_is_a_clear_parse_error() -> None:
     data = "name\nZürich\n".encode("latin-1")
     with pytest.raises(ParseError, match=r"not UTF-8 text: byte 0xfc at offset 6"):
-        parse_rows(data, "csv")
+        processed(data, "csv")
 
 
 def test_utf8_bom_and_padded_header_names() -> None:
-    rows = parse_rows("\ufeff name , n \nA,1\n".encode(), "csv")
-    assert rows == [(1, {"name": "A", "n": "1"}, None)]
+    result = processed("\ufeff name , n \nA,1\n".encode(), "csv")
+    assert result.rows == [{"name": "A", "n": "1"}]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 @pytest.mark.parametrize("data", [b"", b"  \n\n"])
 def test_empty_file_is_a_parse_error(fmt: str, data: bytes) -> None:
     with pytest.raises(ParseError, match="empty file"):
-        parse_rows(data, fmt)
+        processed(data, fmt)
 
 
 def test_header_only_csv_has_no_rows() -> None:
-    result = process_table(b"a,b\n", "csv", None)
+    result = processed(b"a,b\n", "csv", None)
     assert (result.rows_in, result.rows, result.invalid) == (0, [], [])
 
 
 def test_ragged_csv_rows_are_invalid_the_others_kept() -> None:
     data = b"a,b\n1,2\n3\n4,5,6\n\n7,8\n"
-    result = process_table(data, "csv", None)
+    result = processed(data, "csv", None)
     assert result.rows == [{"a": "1", "b": "2"}, {"a": "7", "b": "8"}]
     assert [(bad.row, bad.reasons) for bad in result.invalid] == [
         (2, ["row has 1 fields, the header has 2"]),
@@ -193,18 +171,18 @@ def test_ragged_csv_rows_are_invalid_the_others_kept() -> None:
 )
 def test_bad_csv_header(header: bytes, match: str) -> None:
     with pytest.raises(ParseError, match=match):
-        parse_rows(header + b"1,2,3\n", "csv")
+        processed(header + b"1,2,3\n", "csv")
 
 
 def test_huge_csv_field_is_a_parse_error_naming_the_line() -> None:
     data = b"a,b\n1,2\n3," + b"x" * (csv.field_size_limit() + 10) + b"\n"
     with pytest.raises(ParseError, match=r"CSV line 3: field larger than field limit"):
-        parse_rows(data, "csv")
+        processed(data, "csv")
 
 
 def test_big_but_allowed_field_is_kept() -> None:
     big = "y" * 100_000
-    result = process_table(f"a\n{big}\n".encode(), "csv", {"a": ColumnSpec()})
+    result = processed(f"a\n{big}\n".encode(), "csv", {"a": ColumnSpec()})
     assert result.rows == [{"a": big}]
 
 
@@ -225,12 +203,12 @@ def test_big_but_allowed_field_is_kept() -> None:
 )
 def test_json_of_the_wrong_shape_is_a_parse_error(doc: bytes, match: str) -> None:
     with pytest.raises(ParseError, match=match):
-        parse_rows(doc, "json")
+        processed(doc, "json")
 
 
 def test_json_object_holding_one_list_and_non_object_items() -> None:
     doc = b'{"meta": {"v": 1}, "data": [{" a ": 1}, 2, [3], {"a": 4, " a": 5}, null]}'
-    result = process_table(doc, "json", None)
+    result = processed(doc, "json", None)
     assert result.rows == [{"a": 1}]
     assert [(bad.row, bad.reasons) for bad in result.invalid] == [
         (2, ["row is a number, not an object"]),
@@ -242,7 +220,7 @@ def test_json_object_holding_one_list_and_non_object_items() -> None:
 
 def test_unknown_format() -> None:
     with pytest.raises(ParseError, match="unknown format 'xml'"):
-        parse_rows(b"<a/>", "xml")
+        processed(b"<a/>", "xml")
 
 
 # ------------------------------------------------------------ normalisation
@@ -335,16 +313,22 @@ def test_invalid_pattern_in_schema() -> None:
 
 
 def test_no_schema_keeps_strings_and_every_row() -> None:
-    result = process_table(b"a,b\n1,true\n,\n", "csv", None)
+    result = processed(b"a,b\n1,true\n,\n", "csv", None)
     assert result.rows == [{"a": "1", "b": "true"}, {"a": "", "b": ""}]
     assert result.invalid == []
 
 
-def test_jsonl_round_trip_keeps_unicode() -> None:
-    rows = [{"a": 1, "b": "Zürich"}, {"a": None, "b": True}]
-    body = to_jsonl(rows)
-    assert "Zürich".encode() in body
-    assert [json.loads(line) for line in body.splitlines()] == rows
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b'[{"a": 1, "b": "Z\xc3\xbcrich"}, {"a": null, "b": true}]', "json"),
+        (b"b\nZ\xc3\xbcrich\n", "csv"),
+    ],
+)
+def test_jsonl_output_keeps_unicode(data: bytes, fmt: str) -> None:
+    result = processed(data, fmt)
+    assert "Zürich".encode() in result.body
+    assert {"b": "Zürich"}.items() <= result.rows[0].items()
 
 
 # ------------------------------------------------------------ a manifest end to end
@@ -385,7 +369,7 @@ async def test_process_manifest_writes_outputs_and_summary(tmp_path: Path) -> No
 
     by_name = {s.source: s for s in summary.sources}
     for source, entry in zip(DEMO, entries, strict=False):
-        expected = process_table(demo_bytes(source), source.resolved_format or "", source.schema_)
+        expected = processed(demo_bytes(source), source.resolved_format or "", source.schema_)
         got = by_name[source.name]
         assert got.status is SourceStatus.PROCESSED
         assert (got.rows_in, got.rows_out, got.rows_invalid) == (

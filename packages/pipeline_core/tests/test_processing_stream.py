@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,18 +19,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline_core import processing
-from pipeline_core.batch_validation import engine_pattern, fast_check
+from pipeline_core.batch_validation import fast_check, same_in_polars
 from pipeline_core.manifest import EntryStatus, ManifestEntry
 from pipeline_core.processing import (
     ParseError,
-    RowSink,
     SourceStatus,
-    parse_rows,
+    csv_records,
     process_entry,
     process_stream,
     render_markdown,
     summarise,
 )
+from pipeline_core.row_sink import RowSink
 from pipeline_core.sources import ColumnSpec, Source
 from pipeline_core.storage import LocalStorage
 from pipeline_core.validation import Column, compile_schema, validate_row
@@ -37,9 +38,15 @@ from pipeline_core.validation import Column, compile_schema, validate_row
 # ------------------------------------------------------------ the reference, and generated data
 
 
+def python_rows(data: bytes) -> list[tuple[int, dict[str, Any] | None, str | None]]:
+    """The rows of a CSV file as Python's `csv` module alone reads them."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    return list(csv_records(reader, [name.strip() for name in next(reader)]))
+
+
 def reference(data: bytes, columns: list[Column] | None) -> tuple[list[Any], list[Any], int]:
     """(valid rows as JSON would give them back, (row, reasons) of invalid rows, rows in)."""
-    rows, invalid, parsed = [], [], parse_rows(data, "csv")
+    rows, invalid, parsed = [], [], python_rows(data)
     for number, values, problem in parsed:
         if values is None:
             invalid.append((number, [f"row {problem}"]))
@@ -143,7 +150,7 @@ def test_every_row_polars_accepts_is_valid_and_normalised_the_same(
 ) -> None:
     data, schema = table
     columns = compile_schema(schema)
-    parsed = [values for _, values, _ in parse_rows(data, "csv") if values is not None]
+    parsed = [values for _, values, _ in python_rows(data) if values is not None]
     if not parsed:
         return
     raw = pl.DataFrame(
@@ -157,10 +164,25 @@ def test_every_row_polars_accepts_is_valid_and_normalised_the_same(
             assert list(json.loads(line).items()) == list(json.loads(json.dumps(row)).items())
 
 
-def test_engine_patterns_keep_python_only_features_for_python() -> None:
-    assert engine_pattern("^[A-Z]{2}-[0-9]+$") is not None
-    for python_only in [r"^\d+$", r"\bword", "(?i)abc", r"(a)\1", "a(?=b)", r"\w+"]:
-        assert engine_pattern(python_only) is None, python_only
+def test_patterns_python_reads_otherwise_stay_with_python() -> None:
+    assert same_in_polars("^[A-Z]{2}-[0-9]+$")
+    python_only = [r"^\d+$", r"\bword", "(?i)abc", r"(a)\1", "a(?=b)", r"\w+", r"\<a"]
+    python_only += ["a*+a", "x{ 2 }", "a{,3}", "[a&&b]", "[[:alpha:]]", "[]a]", "a{", "(?P<n>a)"]
+    for pattern in python_only:
+        assert not same_in_polars(pattern), pattern
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["^[A-Z]{2}$", "^(kWh|MWh)$", "a.c", "^[^x]*$", "^é+", r"^[a-z\-]+\.[0-9]{1,3}?$",
+     "(?:ab)+|^c", "^[-a]?$", r"\(x\)", "x{2,}"],
+)  # fmt: skip
+def test_patterns_polars_runs_match_what_python_matches(pattern: str) -> None:
+    values = ["AB", "ab", "kWh", "MWh", "abc", "a\nc", "", "xx", "éé", "ab-c.12", "ababc", "c",
+              "-", "a", "(x)", "x", "xxx", "Ab", "a.c"]  # fmt: skip
+    assert same_in_polars(pattern)
+    polars = pl.Series(values).str.contains(pattern).to_list()
+    assert polars == [re.search(pattern, v) is not None for v in values]
 
 
 def test_pieces_polars_would_misread_go_to_the_csv_module() -> None:

@@ -242,9 +242,9 @@ async def test_unchanged_run_over_s3_reads_no_stored_object(
         ("PutObject", "manifests"): 2,
     }
     # unchanged run: one HEAD per stored file, no object of raw/ read; the only GET is
-    # the previous manifest (S3Bucket.aread_path: HEAD + GET), then the 2 manifest writes
+    # the previous manifest (after the HEAD that finds it), then the 2 manifest writes
     assert second_calls == {
-        ("HeadObject", "manifests"): 2,
+        ("HeadObject", "manifests"): 1,
         ("GetObject", "manifests"): 1,
         ("HeadObject", "raw"): 3,
         ("PutObject", "manifests"): 2,

@@ -20,12 +20,9 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-if TYPE_CHECKING:
-    from pipeline_core.sources import Source
 
 SecretResolver = Callable[[str], Awaitable[str]]
 """`await resolve(name)` -> the secret's value. Raises `LookupError` (whose message holds no
@@ -80,12 +77,22 @@ def read_once(resolve: SecretResolver) -> SecretResolver:
     return cached
 
 
+class Authenticated(Protocol):
+    """What `auth_headers` reads of a source (`pipeline_core.sources.Source`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def auth(self) -> SourceAuth | None: ...
+
+
 class SourceAuthError(Exception):
     """A source's secret could not be read or used; the message names the source and the
     secret, never the secret's value."""
 
 
-async def auth_headers(source: Source, resolve: SecretResolver | None) -> dict[str, str]:
+async def auth_headers(source: Authenticated, resolve: SecretResolver | None) -> dict[str, str]:
     """The headers that authenticate `source`: empty without `auth`.
 
     Args:

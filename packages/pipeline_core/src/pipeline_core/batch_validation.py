@@ -9,10 +9,9 @@ whose normalised value is certain. Anything else — invalid values, and valid b
 Python validator, which decides and gives the reasons. So accepting is exact by
 construction, and rejecting is always done by the reference code.
 
-Patterns: a pattern made only of literals, character sets, repeats, groups, alternation,
-`.`, `^` and `$` is rewritten for polars' regex engine (same matches on stripped values);
-any other pattern (`\\d`, `\\b`, look-arounds, flags, back-references, …) is run with Python's
-`re.search` once per distinct value of the batch.
+Patterns: a pattern written in the syntax both regex engines read alike (`same_in_polars`)
+is run by polars as it is; any other (`\\d`, `\\b`, look-arounds, flags, back-references, …)
+with Python's `re.search`, once per distinct value of the batch.
 """
 
 from __future__ import annotations
@@ -22,16 +21,11 @@ import functools
 import json
 import re
 import sys
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from pipeline_core.row_sink import RowSink
 from pipeline_core.validation import Column, check_value, validate_row
-
-if TYPE_CHECKING:
-    from pipeline_core.processing import RowSink
 
 _INT = r"^[+-]?[0-9]{1,15}$"  # |n| < 2**53: exact as a float too, so bounds compare exactly
 _LONG_INT = r"^[+-]?[0-9]{16,}$"
@@ -54,86 +48,31 @@ def python_whitespace() -> str:
 # ---------------------------------------------------------------- patterns
 
 
-def _char(code: int) -> str:
-    return f"\\x{{{code:X}}}"
-
-
-def _set(items: list[tuple[Any, Any]]) -> str | None:
-    negate, parts = "", []
-    for op, av in items:
-        if op is sre.NEGATE:
-            negate = "^"
-        elif op is sre.LITERAL:
-            parts.append(_char(av))
-        elif op is sre.RANGE:
-            parts.append(f"{_char(av[0])}-{_char(av[1])}")
-        else:  # categories (\d, \w, \s) differ in detail between engines
-            return None
-    return f"[{negate}{''.join(parts)}]"
-
-
-def _node(op: Any, av: Any) -> str | None:
-    if op is sre.LITERAL:
-        return _char(av)
-    if op is sre.NOT_LITERAL:
-        return f"[^{_char(av)}]"
-    if op is sre.ANY:
-        return "."
-    if op is sre.IN:
-        return _set(av)
-    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
-        low, high, sub = av
-        inner = _sequence(sub)
-        if inner is None:
-            return None
-        top = "" if high is sre.MAXREPEAT else str(high)
-        lazy = "?" if op is sre.MIN_REPEAT else ""
-        return f"(?:{inner}){{{low},{top}}}{lazy}"
-    if op is sre.SUBPATTERN:
-        _, add_flags, del_flags, sub = av
-        inner = _sequence(sub) if not (add_flags or del_flags) else None
-        return None if inner is None else f"(?:{inner})"
-    if op is sre.BRANCH:
-        alternatives = [_sequence(a) for a in av[1]]
-        if any(a is None for a in alternatives):
-            return None
-        return f"(?:{'|'.join(a for a in alternatives if a is not None)})"
-    if op is sre.AT:
-        # Values are stripped, so Python's `$` (end, or before a final newline) is the end.
-        return {sre.AT_BEGINNING: "^", sre.AT_BEGINNING_STRING: "^", sre.AT_END: "$",
-                sre.AT_END_STRING: "$"}.get(av)  # fmt: skip
-    return None
-
-
-def _sequence(items: Any) -> str | None:
-    parts = [_node(op, av) for op, av in items]
-    return None if any(p is None for p in parts) else "".join(p for p in parts if p)
+# The syntax Python's `re` and polars' engine (Rust `regex`) read alike, on stripped values:
+# literals, escaped punctuation, `.`, `^`, `$`, plain character sets, groups, alternation and
+# the repeats `* + ? {n} {n,} {n,m}` (lazy or not). Rust reads more than this differently
+# (`\<`, `a*+`, `x{ 2 }`, set operations `&& -- ~~`, nested sets), so anything else is refused.
+_ESCAPED = r"\\[.^$*+?()\[\]{}|\\/-]"
+_ATOM = rf"(?:[^\\\[\](){{}}*+?|]|{_ESCAPED}|\[\^?(?:[^\\\[\]]|{_ESCAPED})+\]|\))"
+_REPEAT = r"(?:[*+?]|\{[0-9]+(?:,[0-9]*)?\})\??"
+_PORTABLE = re.compile(rf"(?:{_ATOM}(?:{_REPEAT})?|\((?:\?:)?|\|)*")
 
 
 @functools.cache
-def engine_pattern(pattern: str) -> str | None:
-    """`pattern` rewritten for polars, or None if it uses a feature kept for Python's `re`.
+def same_in_polars(pattern: str) -> bool:
+    """Whether polars' `str.contains(pattern)` matches exactly what `re.search` does.
 
     Example:
-        >>> engine_pattern("^[A-Z]{2}$")
-        '^(?:[\\\\x{41}-\\\\x{5A}]){2,2}$'
-        >>> engine_pattern(r"^\\d+$") is None
-        True
+        >>> same_in_polars("^[A-Z]{2}-[0-9]+$"), same_in_polars(r"^\\d+$")
+        (True, False)
     """
-    try:
-        tree = sre_parse.parse(pattern)
-    except re.error:
-        return None
-    if tree.state.flags & ~sre.SRE_FLAG_UNICODE:
-        return None
-    rewritten = _sequence(tree)
-    if rewritten is None:
-        return None
+    if not _PORTABLE.fullmatch(pattern) or any(op in pattern for op in ("&&", "--", "~~")):
+        return False
     try:  # e.g. a repeat count over the engine's size limit
-        pl.Series([""]).str.contains(rewritten)
+        pl.Series([""]).str.contains(pattern)
     except pl.exceptions.PolarsError:
-        return None
-    return rewritten
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- columns
@@ -145,9 +84,8 @@ def _typed(column: Column, text: pl.Expr, frame: pl.DataFrame) -> tuple[pl.Expr,
     if spec.type == "str":
         if column.pattern is None:
             return pl.lit(True), text
-        rewritten = engine_pattern(column.pattern.pattern)
-        if rewritten is not None:
-            return text.str.contains(rewritten), text
+        if same_in_polars(column.pattern.pattern):
+            return text.str.contains(column.pattern.pattern), text
         # Exact Python `re.search`, once per distinct value of this batch.
         distinct = frame.select(text.unique()).to_series().drop_nulls().to_list()
         matching = [v for v in distinct if column.pattern.search(v)]

@@ -1,9 +1,9 @@
 """One logging setup: structlog, readable on a terminal, JSON otherwise, bridged into Prefect.
 
-Inside a Prefect flow or task run, each event is handed to that run's Prefect logger
-(`get_run_logger()`), which stores it as the run's log in the API and prints it once on
-the console; our own renderer then drops it, so nothing is printed twice. Outside a run,
-events are rendered to stderr. Prefect is imported lazily, only while logging.
+Events are rendered to stderr, unless a run-log bridge in `RUN_BRIDGES` takes them over:
+`pipeline_core.integrations.prefect` adds one when imported, which hands each event logged
+inside a Prefect flow or task run to that run's Prefect logger (stored as the run's log in
+the API, printed once on the console) and drops it here, so nothing is printed twice.
 
 Example:
     >>> from pipeline_core.logging import configure_logging, get_logger
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 import structlog
@@ -24,6 +25,10 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from pipeline_core.urls import redact_urls_in
 
 _configured = False
+
+RUN_BRIDGES: list[Callable[[WrappedLogger, str, EventDict], EventDict]] = []
+"""structlog processors that may take an event over for an orchestrator's run log: each
+returns the event (not taken) or raises `structlog.DropEvent`. Read at each event."""
 
 # structlog method names -> stdlib levels.
 LEVELS = {
@@ -95,6 +100,12 @@ def redact_urls(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
     return {k: redact_urls_in(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
+def _run_bridges(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    for bridge in RUN_BRIDGES:
+        event_dict = bridge(logger, method_name, event_dict)
+    return event_dict
+
+
 def configure_logging(
     level: int | str = logging.INFO,
     *,
@@ -128,15 +139,13 @@ def configure_logging(
     numeric_level = (
         level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     )
-    from pipeline_core.integrations.prefect._logging import forward_to_prefect_run
-
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
             redact_urls,
-            forward_to_prefect_run,  # stays inert until Prefect is imported
+            _run_bridges,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             *(

@@ -1,9 +1,8 @@
 """Turn the raw files of the latest manifest into validated, normalised JSON Lines.
 
 Plain functions, no Prefect: `process_stream` (a stored file, read in pieces → rows into a
-`RowSink`), `process_table` (the same on bytes in memory), `process_entry` (one manifest
-entry: read, process, write), `process_manifest` (every entry, then `processed/summary.json`),
-`render_markdown`; `parse_rows` is the plain-Python parser (JSON, and CSV the engine defers).
+`RowSink`), `process_entry` (one manifest entry: read, process, write), `process_manifest`
+(every entry, then `processed/summary.json`), `render_markdown`.
 
 CSV files stream: pieces of whole records (`csv_stream`) are parsed and checked by polars
 (`batch_validation`); each row it does not accept is decided by `validation.validate_row`.
@@ -31,10 +30,9 @@ import math
 import shutil
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -46,15 +44,15 @@ from pipeline_core.csv_stream import (
     check_utf8,
 )
 from pipeline_core.manifest import EntryStatus, Manifest, ManifestEntry
-from pipeline_core.validation import Column, Reason, SchemaError, compile_schema, validate_row
+from pipeline_core.row_sink import MAX_INVALID_KEPT, InvalidRow, RowSink
+from pipeline_core.validation import Column, Reason, SchemaError, compile_schema
 
 if TYPE_CHECKING:
-    from pipeline_core.sources import ColumnSpec, Source
+    from pipeline_core.sources import Source
     from pipeline_core.storage import Storage
 
 SUMMARY = "processed/summary.json"
 FORMATS = ("csv", "json")
-MAX_INVALID_KEPT = 100  # invalid rows listed in summary.json per source; all are in the file
 JSON_MAX_BYTES = 64 * 1024 * 1024  # JSON is parsed in memory (a few times this size at peak)
 CHUNK_BYTES = 4 * 1024 * 1024  # CSV read in pieces of about this size (peak RSS grows with it)
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit x columns, with margin)
@@ -62,22 +60,6 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024  # one CSV record (field limit x columns, wi
 
 class ParseError(ValueError):
     """A whole file cannot be read as the declared format; the message says where and why."""
-
-
-@dataclass
-class TableResult:
-    """One file, processed: valid normalised rows and the invalid ones with reasons."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    invalid: list[InvalidRow] = field(default_factory=list)
-    rows_in: int = 0
-
-
-class InvalidRow(BaseModel):
-    """A rejected row: its number (data records counted from 1) and every reason."""
-
-    row: int
-    reasons: list[str]
 
 
 class SourceStatus(StrEnum):
@@ -190,26 +172,6 @@ def csv_records(
             yield number, dict(zip(header, record, strict=True)), None
 
 
-def parse_csv(text: str) -> list[ParsedRow]:
-    """Rows of a comma-separated file with a header line; column names are stripped.
-
-    A record whose field count differs from the header's is kept as an unreadable row.
-
-    Raises:
-        ParseError: empty file, bad header, or a record the csv module refuses (e.g. a field
-            over `csv.field_size_limit()`, 128 KiB by default).
-    """
-    if not text.strip():
-        raise ParseError("empty file: no header line")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = _columns(next(reader))
-        rows = list(csv_records(reader, header))
-    except csv.Error as exc:
-        raise ParseError(f"CSV line {reader.line_num}: {exc}") from None
-    return rows
-
-
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
 
 
@@ -276,112 +238,7 @@ def parse_json(text: str) -> list[ParsedRow]:
     return rows
 
 
-def parse_rows(data: bytes, fmt: str) -> list[ParsedRow]:
-    """Decode `data` as UTF-8 and parse it as `fmt` (`csv` or `json`).
-
-    Raises:
-        ParseError: see `decode_text`, `parse_csv`, `parse_json`; or an unknown format.
-    """
-    if fmt not in FORMATS:
-        raise ParseError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    text = decode_text(data)
-    return parse_csv(text) if fmt == "csv" else parse_json(text)
-
-
-def process_table(data: bytes, fmt: str, schema: dict[str, ColumnSpec] | None) -> TableResult:
-    """Parse, validate and normalise one file held in memory (`process_stream` on bytes).
-
-    Without a schema every readable row is kept as parsed (CSV values stay strings).
-
-    Raises:
-        ParseError: the file as a whole is unreadable.
-        SchemaError: the schema is unusable.
-
-    Example:
-        >>> from pipeline_core.sources import ColumnSpec
-        >>> r = process_table(b"n,ok\\n1,yes\\nx,no\\n", "csv", {"n": ColumnSpec(type="int")})
-        >>> r.rows, r.invalid[0].row, r.rows_in
-        ([{'n': 1, 'ok': 'yes'}], 2, 2)
-    """
-    out = io.BytesIO()
-    sink = RowSink(out, keep=None)
-    process_stream(io.BytesIO(data), fmt, compile_schema(schema) if schema else None, sink)
-    rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    return TableResult(rows=rows, invalid=sink.invalid_rows, rows_in=sink.rows_in)
-
-
 # ---------------------------------------------------------------- streaming
-
-
-class RowSink:
-    """Where processed rows go: valid ones as JSON lines to `out`; invalid ones to
-    `invalid` (if given) with their reasons and values, counted per kind of reason, and
-    the first `keep` of them (all if None) kept in `invalid_rows`."""
-
-    def __init__(
-        self,
-        out: IO[bytes],
-        invalid: IO[bytes] | None = None,
-        *,
-        keep: int | None = MAX_INVALID_KEPT,
-    ) -> None:
-        self.out, self.invalid, self.keep = out, invalid, keep
-        self.rows_out = self.rows_invalid = 0
-        self.invalid_rows: list[InvalidRow] = []
-        self.reason_counts: Counter[str] = Counter()
-
-    @property
-    def rows_in(self) -> int:
-        """Rows seen so far, valid or not."""
-        return self.rows_out + self.rows_invalid
-
-    def write_lines(self, body: bytes, count: int) -> None:
-        """`count` valid rows, already JSON lines."""
-        self.out.write(body)
-        self.rows_out += count
-
-    def check(
-        self,
-        number: int,
-        values: dict[str, Any] | None,
-        problem: str | None,
-        columns: list[Column] | None,
-    ) -> None:
-        """Validate one parsed row with `validate_row` and write it where it belongs."""
-        if values is None:
-            kind = getattr(problem, "kind", problem)
-            self.reject(number, [Reason(f"row {problem}", f"row {kind}")])
-            return
-        row, reasons = validate_row(values, columns)
-        if reasons:
-            self.reject(number, reasons, values)
-        else:
-            self.write_lines(_json_line(row), 1)
-
-    def reject(
-        self,
-        number: int,
-        reasons: list[Reason],
-        values: dict[str, Any] | None = None,
-        *,
-        values_json: str | None = None,
-    ) -> None:
-        """Record one invalid row; its values as parsed, or already as a JSON object."""
-        self.rows_invalid += 1
-        texts = [str(r) for r in reasons]
-        self.reason_counts.update(r.kind for r in reasons)
-        if self.keep is None or len(self.invalid_rows) < self.keep:
-            self.invalid_rows.append(InvalidRow(row=number, reasons=texts))
-        if self.invalid is not None:
-            if values_json is None:
-                values_json = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
-            reasons_json = json.dumps(texts, ensure_ascii=False)
-            line = f'{{"row":{number},"reasons":{reasons_json},"values":{values_json}}}\n'
-            self.invalid.write(line.encode())
-
-
-def _json_line(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def process_stream(
@@ -460,13 +317,6 @@ def _python_csv(
         raise ParseError(
             f"not UTF-8 text after line {lines_before + reader.line_num}: {exc.reason}"
         ) from None
-
-
-def to_jsonl(rows: list[dict[str, Any]]) -> bytes:
-    """JSON Lines: one compact UTF-8 object per line."""
-    return b"".join(
-        json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for row in rows
-    )
 
 
 # ---------------------------------------------------------------- manifest entries

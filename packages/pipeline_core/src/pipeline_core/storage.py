@@ -1,7 +1,8 @@
-"""Where pipeline files live: one small interface, a local and a Prefect-block implementation.
+"""Where pipeline files live: one small interface (`Storage`) and its local implementation.
 
 Paths are always relative, `/`-separated and checked so they cannot leave the root.
-Nothing outside this module knows which implementation is in use.
+The Prefect-block implementation, and `open_storage` that picks one, are in
+`pipeline_core.integrations.prefect`; code that is handed a `Storage` never knows which.
 """
 
 from __future__ import annotations
@@ -222,12 +223,3 @@ async def sweep_stale(storage: Storage, max_age: float = STALE_PART_SECONDS) -> 
     if not isinstance(storage, LocalStorage):
         return 0
     return len(await asyncio.to_thread(storage.sweep_stale, max_age))
-
-
-async def open_storage(data_root: Path, block_name: str | None) -> Storage:
-    """The configured store: the named Prefect block, else the local data root."""
-    if block_name:
-        from pipeline_core.integrations.prefect import BlockStorage
-
-        return await BlockStorage.load(block_name)
-    return LocalStorage(data_root)

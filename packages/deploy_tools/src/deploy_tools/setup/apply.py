@@ -113,21 +113,18 @@ def _public(value: Any) -> Any:
 
 
 async def _read_block(client: Any, slug: str, name: str) -> Any:
-    """The stored block, or None. Read through the client: `Block.aload` also emits an event."""
+    """The stored block, or None."""
     from prefect.exceptions import ObjectNotFound
 
     from deploy_tools.setup.plan import block_class
 
     try:
-        doc = await client.read_block_document_by_name(name, slug, include_secrets=True)
+        await client.read_block_document_by_name(name, slug, include_secrets=False)
     except ObjectNotFound:
         return None
-    # Not `_from_block_document`: that emits a "loaded" event, noisy at exit in a CLI.
-    block = block_class(slug).model_validate(doc.data)
-    block._block_document_id = doc.id
-    block._block_document_name = doc.name
-    block._is_anonymous = False
-    return block
+    # The public load keeps the document's id, so a block referring to this one saves a
+    # reference; like every load, it emits a "loaded" event.
+    return await block_class(slug).aload(name, client=client)
 
 
 async def _apply_block(client: Any, planned: PlannedBlock) -> Change:

@@ -5,9 +5,10 @@
 - `sources_flow`, `SourcesParam`, `SourcesFlow`: flows whose recorded parameters never hold
   a URL's credentials.
 - `read_secret_block`: sources' `auth` secrets from Prefect `Secret` blocks.
-- `BlockStorage`: pipeline files in any Prefect writable filesystem block (e.g. `S3Bucket`).
+- `BlockStorage`: pipeline files in any Prefect writable filesystem block (e.g. `S3Bucket`);
+  `open_storage`: that block if one is configured, else the local data root.
 - `forward_to_prefect_run`: the structlog processor that stores each line as the current
-  run's Prefect log (installed by `pipeline_core.logging.configure_logging`).
+  run's Prefect log (added to `pipeline_core.logging.RUN_BRIDGES` by importing this package).
 
 Example, a whole flows module:
 
@@ -18,44 +19,17 @@ Example, a whole flows module:
         return await ingest_run(PROJECT, sources)
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pipeline_core.integrations.prefect._logging import forward_to_prefect_run
-    from pipeline_core.integrations.prefect._params import SourcesFlow, SourcesParam, sources_flow
-    from pipeline_core.integrations.prefect._runs import (
-        PipelineProject,
-        ingest_run,
-        load_sources,
-        pipeline_run,
-        process_run,
-    )
-    from pipeline_core.integrations.prefect._secrets import read_secret_block
-    from pipeline_core.integrations.prefect._storage import BlockStorage
-
-# Names load on first use: `pipeline_core.logging` imports the bridge from here without
-# importing Prefect (flows import Prefect themselves).
-_WHERE = {
-    "forward_to_prefect_run": "_logging",
-    "SourcesFlow": "_params",
-    "SourcesParam": "_params",
-    "sources_flow": "_params",
-    "PipelineProject": "_runs",
-    "ingest_run": "_runs",
-    "load_sources": "_runs",
-    "pipeline_run": "_runs",
-    "process_run": "_runs",
-    "read_secret_block": "_secrets",
-    "BlockStorage": "_storage",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-
+from pipeline_core.integrations.prefect._logging import forward_to_prefect_run
+from pipeline_core.integrations.prefect._params import SourcesFlow, SourcesParam, sources_flow
+from pipeline_core.integrations.prefect._runs import (
+    PipelineProject,
+    ingest_run,
+    load_sources,
+    pipeline_run,
+    process_run,
+)
+from pipeline_core.integrations.prefect._secrets import read_secret_block
+from pipeline_core.integrations.prefect._storage import BlockStorage, open_storage
 
 __all__ = [
     "BlockStorage",
@@ -65,6 +39,7 @@ __all__ = [
     "forward_to_prefect_run",
     "ingest_run",
     "load_sources",
+    "open_storage",
     "pipeline_run",
     "process_run",
     "read_secret_block",

@@ -1,14 +1,15 @@
-"""The structlog -> Prefect run-log bridge."""
+"""The structlog -> Prefect run-log bridge, added to `pipeline_core.logging.RUN_BRIDGES`."""
 
 from __future__ import annotations
 
 import logging
-import sys
 
 import structlog
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging import get_run_logger
 from structlog.typing import EventDict, WrappedLogger
 
-from pipeline_core.logging import LEVELS, format_message
+from pipeline_core.logging import LEVELS, RUN_BRIDGES, format_message
 
 
 def forward_to_prefect_run(
@@ -19,11 +20,6 @@ def forward_to_prefect_run(
     The event is then dropped (`structlog.DropEvent`) so the terminal shows it once, through
     Prefect's console handler. Outside a run the event passes through unchanged.
     """
-    if "prefect" not in sys.modules:  # no Prefect loaded, so no run can be active
-        return event_dict
-    from prefect.context import FlowRunContext, TaskRunContext
-    from prefect.logging import get_run_logger
-
     if TaskRunContext.get() is None and FlowRunContext.get() is None:
         return event_dict
     level = LEVELS.get(method_name, logging.INFO)
@@ -32,3 +28,6 @@ def forward_to_prefect_run(
         exc_info = True
     get_run_logger().log(level, format_message(event_dict), exc_info=exc_info or None)
     raise structlog.DropEvent
+
+
+RUN_BRIDGES.append(forward_to_prefect_run)

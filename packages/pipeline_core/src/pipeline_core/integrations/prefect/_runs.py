@@ -19,6 +19,7 @@ from prefect.utilities.annotations import quote
 from pipeline_core.auth import SecretResolver, read_once
 from pipeline_core.ingestion import ingest_sources
 from pipeline_core.integrations.prefect._secrets import read_secret_block
+from pipeline_core.integrations.prefect._storage import open_storage
 from pipeline_core.logging import configure_logging, get_logger
 from pipeline_core.manifest import Manifest, ManifestEntry, read_latest
 from pipeline_core.processing import (
@@ -30,7 +31,7 @@ from pipeline_core.processing import (
 )
 from pipeline_core.settings import PipelineSettings
 from pipeline_core.sources import Source, SourcesError, parse_sources
-from pipeline_core.storage import Storage, open_storage
+from pipeline_core.storage import Storage
 from pipeline_core.urls import redact_urls_in
 
 if TYPE_CHECKING:

@@ -6,19 +6,21 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from pipeline_core.storage import StagedFile, safe_relpath
+from pipeline_core.storage import LocalStorage, StagedFile, Storage, safe_relpath
 
 
 class BlockStorage:
     """Files in a Prefect writable filesystem block (e.g. `S3Bucket`), loaded by name.
 
     Streams are staged in a local temp file and uploaded whole on commit; object stores
-    make a finished PUT visible atomically. For a prefect-aws `S3Bucket`, `exists` is one
-    HEAD and `find_stored` one LIST through the block's own S3 client, so an unchanged
-    run reads no stored object; other blocks have no metadata call in Prefect's
-    filesystem interface, so `exists` reads the file and `find_stored` answers None.
+    make a finished PUT visible atomically. A prefect-aws `S3Bucket` is used through its
+    own S3 client, at the key `<bucket_folder>/<path>`: `exists` is one HEAD and
+    `find_stored` one LIST, so an unchanged run reads no stored object. Other blocks go
+    through Prefect's filesystem interface (`aread_path`, `awrite_path`), which has no
+    metadata call, so `exists` reads the file and `find_stored` answers None.
     """
 
     def __init__(self, block: Any, name: str) -> None:
@@ -51,16 +53,17 @@ class BlockStorage:
         return None
 
     def _s3_key(self, path: str) -> str:
-        # the key `awrite_path` writes `path` to (bucket_folder prepended), so HEAD and
-        # LIST look exactly where the block's writes went
-        return str(self.block._resolve_path(path))
+        # every S3 call below (HEAD, LIST, GET, PUT) uses this key, so they agree on it
+        return PurePosixPath(self.block.bucket_folder, path).as_posix()
+
+    def _s3_client(self) -> Any:
+        return self.block.credentials.get_s3_client()  # cached per credentials
 
     def _s3_head(self, path: str) -> bool:
         from botocore.exceptions import ClientError
 
-        client = self.block.credentials.get_s3_client()  # cached per credentials
         try:
-            client.head_object(Bucket=self.block.bucket_name, Key=self._s3_key(path))
+            self._s3_client().head_object(Bucket=self.block.bucket_name, Key=self._s3_key(path))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -69,13 +72,25 @@ class BlockStorage:
 
     def _s3_first(self, folder: str) -> str | None:
         prefix = self._s3_key(folder).rstrip("/") + "/"
-        client = self.block.credentials.get_s3_client()
-        listed = client.list_objects_v2(Bucket=self.block.bucket_name, Prefix=prefix, MaxKeys=1)
+        listed = self._s3_client().list_objects_v2(
+            Bucket=self.block.bucket_name, Prefix=prefix, MaxKeys=1
+        )
         keys = [item["Key"] for item in listed.get("Contents", [])]
         return f"{folder}/{keys[0][len(prefix) :]}" if keys else None
 
+    def _s3_get(self, path: str) -> bytes:
+        got = self._s3_client().get_object(Bucket=self.block.bucket_name, Key=self._s3_key(path))
+        return bytes(got["Body"].read())
+
+    def _s3_put(self, path: str, data: bytes) -> None:
+        self._s3_client().put_object(
+            Bucket=self.block.bucket_name, Key=self._s3_key(path), Body=data
+        )
+
     async def read_bytes(self, path: str) -> bytes:
         try:
+            if self._s3:
+                return await asyncio.to_thread(self._s3_get, safe_relpath(path))
             return bytes(await self.block.aread_path(safe_relpath(path)))
         except Exception as exc:  # botocore raises ClientError(NoSuchKey)
             if "NoSuchKey" in repr(exc) or "404" in repr(exc) or isinstance(exc, FileNotFoundError):
@@ -83,7 +98,10 @@ class BlockStorage:
             raise
 
     async def write_bytes(self, path: str, data: bytes) -> None:
-        await self.block.awrite_path(safe_relpath(path), data)
+        if self._s3:
+            await asyncio.to_thread(self._s3_put, safe_relpath(path), data)
+        else:
+            await self.block.awrite_path(safe_relpath(path), data)
 
     @contextlib.asynccontextmanager
     async def open_read(self, path: str) -> AsyncIterator[BinaryIO]:
@@ -117,3 +135,10 @@ def _is_s3_bucket(block: Any) -> bool:
     except ImportError:
         return False
     return isinstance(block, S3Bucket)
+
+
+async def open_storage(data_root: Path, block_name: str | None) -> Storage:
+    """The configured store: the named Prefect block, else the local data root."""
+    if block_name:
+        return await BlockStorage.load(block_name)
+    return LocalStorage(data_root)
