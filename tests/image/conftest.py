@@ -18,7 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy_tools.image.build import BuildOptions, BuildResult, build_image, image_present
-from deploy_tools.image.scan import LayerScan, scan_archive
+from tests.image.scan import LayerScan, scan_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "airnub/base:bookworm"

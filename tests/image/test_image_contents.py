@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from deploy_tools.image.build import BuildResult
-from deploy_tools.image.scan import LayerScan
+from tests.image.scan import LayerScan
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -16,7 +16,7 @@ from packaging.version import Version
 
 from deploy_tools.image import sbom
 from deploy_tools.image.build import BuildResult
-from deploy_tools.image.scan import LayerScan
+from tests.image.scan import LayerScan
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

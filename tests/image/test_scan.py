@@ -1,8 +1,8 @@
-"""deploy_tools.image.scan: what counts as a private key in an image layer."""
+"""tests.image.scan: what counts as a private key in an image layer (a test helper, not shipped)."""
 
 from __future__ import annotations
 
-from deploy_tools.image.scan import holds_private_key
+from tests.image.scan import holds_private_key
 
 
 def test_private_key_detector() -> None:
