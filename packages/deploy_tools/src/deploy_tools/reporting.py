@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from deploy_tools.settings import shown_path
+
 if TYPE_CHECKING:
     from deploy_tools.setup import Change
 
@@ -55,19 +57,6 @@ def server_gone_error(api_url: str, doing: str, lost: BaseException) -> ServerGo
         f"the Prefect server at {api_url} stopped answering during {doing} ({describe(lost)}); "
         "`airnub stack status` shows what is running"
     )
-
-
-def shown_path(path: Path, base: Path) -> str:
-    """`path` relative to `base` (POSIX) when inside it, else as it is: paths in messages.
-
-    Example:
-        >>> shown_path(Path("/co/deploy/x.yaml"), Path("/co")), shown_path(Path("/tmp"), Path("/co"))
-        ('deploy/x.yaml', '/tmp')
-    """
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def check_entrypoints(files: Sequence[Path], reporter: Reporter) -> int:

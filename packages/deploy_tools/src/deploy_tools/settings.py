@@ -63,6 +63,19 @@ def compose_postgres_image(compose_file: Path) -> str:
     return found.group(1) if found else ""
 
 
+def shown_path(path: Path, base: Path) -> str:
+    """`path` relative to `base` (POSIX) when inside it, else as it is: paths in messages.
+
+    Example:
+        >>> shown_path(Path("/co/deploy/x.yaml"), Path("/co")), shown_path(Path("/tmp"), Path("/co"))
+        ('deploy/x.yaml', '/tmp')
+    """
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
 class ProjectNotFoundError(RuntimeError):
     """No folder holding a `pyproject.toml` with a `[tool.airnub]` table was found."""
 
@@ -384,8 +397,6 @@ class AirnubSettings(BaseSettings):
 
     def relative(self, path: Path) -> str:
         """`path` relative to the checkout (POSIX) when inside it, else as it is (for messages)."""
-        from deploy_tools.reporting import shown_path
-
         return shown_path(path, self.project_dir)
 
     def project(self, name: str) -> ProjectSettings:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from deploy_tools.reporting import shown_path
+from deploy_tools.settings import shown_path
 from deploy_tools.setup.entrypoints import load_flow
 from deploy_tools.setup.models import (
     BlockFile,
