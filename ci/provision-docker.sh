@@ -111,18 +111,25 @@ check_store
 docker buildx version
 docker compose version
 
+# The two stand-ins are independent debootstrap runs (~1 min each, mostly waiting on the
+# mirror): they are made side by side.
+builds=()
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base image $BASE_IMAGE already loaded"
 else
   apt_install debootstrap
   echo "making the offline base image $BASE_IMAGE (debootstrap, ~1 min)"
-  python3 ci/offline_images.py --tag "$BASE_IMAGE"
+  python3 ci/offline_images.py --tag "$BASE_IMAGE" &
+  builds+=($!)
 fi
-
 if docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1; then
   echo "postgres image $POSTGRES_IMAGE already loaded"
 else
   apt_install debootstrap
   echo "making the offline PostgreSQL image $POSTGRES_IMAGE (debootstrap, ~1 min)"
-  python3 ci/offline_images.py --image postgres --tag "$POSTGRES_IMAGE"
+  python3 ci/offline_images.py --image postgres --tag "$POSTGRES_IMAGE" &
+  builds+=($!)
 fi
+for pid in "${builds[@]}"; do
+  wait "$pid"
+done
