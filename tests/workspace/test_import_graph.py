@@ -121,3 +121,30 @@ def test_the_core_imports_without_prefect() -> None:
         "    importlib.import_module(name)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# deploy_tools' layers (README "Layout"): the command line over the two use cases, which share
+# only what lies below them (settings, reporting, prefect_api, setup, image).
+DEPLOY_TOOLS = ROOT / "packages/deploy_tools/src"
+LAYERS = {  # a module under the key imports nothing under the values
+    "deploy_tools.local": ("deploy_tools.cli", "deploy_tools.remote", "deploy_tools.scaffold"),
+    "deploy_tools.remote": ("deploy_tools.cli", "deploy_tools.local", "deploy_tools.scaffold"),
+    "deploy_tools.setup": ("deploy_tools.cli", "deploy_tools.local", "deploy_tools.remote"),
+    "deploy_tools.image": ("deploy_tools.cli", "deploy_tools.local", "deploy_tools.remote"),
+    "deploy_tools.scaffold": ("deploy_tools.cli", "deploy_tools.local", "deploy_tools.remote"),
+    "deploy_tools.settings": ("deploy_tools.",),
+    "deploy_tools.reporting": ("deploy_tools.cli", "deploy_tools.local", "deploy_tools.remote"),
+}
+
+
+def test_deploy_tools_layers_only_import_downwards() -> None:
+    graph = import_graph(DEPLOY_TOOLS)
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        for layer, forbidden in LAYERS.items()
+        if module == layer or module.startswith(f"{layer}.")
+        for target in sorted(targets)
+        if target.startswith(forbidden)
+    ]
+    assert wrong == []
