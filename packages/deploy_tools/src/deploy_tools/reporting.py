@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from deploy_tools.settings import shown_path
 
 if TYPE_CHECKING:
-    from deploy_tools.setup import Change
+    from deploy_tools.setup import Change, PartialApplyError
 
 
 class Reporter(Protocol):
@@ -90,3 +90,20 @@ def report_changes(reporter: Reporter, changes: list[Change]) -> None:
     else:
         n = sum(c.action in ("created", "updated") for c in changes)
         reporter.step_finished("setup", f"{n} of {len(changes)} objects created or updated")
+
+
+def report_partial_apply(reporter: Reporter, exc: PartialApplyError) -> None:
+    """The `setup` step failed partway: what was applied, what failed, what was not applied."""
+    from deploy_tools.prefect_api import connection_failure, describe
+
+    cause = connection_failure(exc.error) or exc.error
+    reporter.step_finished("setup", f"stopped at {exc.failed} ({describe(cause)})", ok=False)
+    reporter.failure(f"  applied ({len(exc.applied)}):" + ("" if exc.applied else " none"))
+    for c in exc.applied:
+        reporter.failure(f"    {c.kind} {c.name}: {c.action}")
+    reporter.failure(f"  failed: {exc.failed}")
+    reporter.failure(
+        f"  not applied ({len(exc.not_applied)}):" + ("" if exc.not_applied else " none")
+    )
+    for name in exc.not_applied:
+        reporter.failure(f"    {name}")

@@ -30,6 +30,7 @@ from deploy_tools.reporting import (
     ServerGoneError,
     check_entrypoints,
     report_changes,
+    report_partial_apply,
     server_gone_error,
 )
 from deploy_tools.settings import AirnubSettings
@@ -134,7 +135,7 @@ def apply_setup(
         DeployError: invalid files (nothing applied) or the server refused an object.
     """
     from deploy_tools.prefect_api import server_gone, use_api
-    from deploy_tools.setup import SetupFilesError, apply_plan, load_plan
+    from deploy_tools.setup import PartialApplyError, SetupFilesError, apply_plan, load_plan
 
     reporter.step_started("setup", "validating deploy/")
     try:
@@ -156,13 +157,22 @@ def apply_setup(
     try:
         with use_api(url, retries=APPLY_RETRIES):
             changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
-    except Exception as exc:  # the server refused something or went away: one line each
+    except SetupFilesError as exc:  # a deployment's pool exists nowhere: nothing written
+        reporter.step_finished("setup", "nothing was applied:", ok=False)
+        for problem in exc.problems:
+            reporter.failure(f"  {problem}")
+        raise DeployError("setup apply stopped") from None
+    except PartialApplyError as exc:  # the three lists, then why
+        report_partial_apply(reporter, exc)
+        if (lost := server_gone(exc, url)) is not None:
+            raise server_gone_error(url, "setup apply", lost) from None
+        raise DeployError("setup apply stopped; fix the failed object and rerun") from None
+    except Exception as exc:  # reading the server's pools failed: nothing was written
         if (lost := server_gone(exc, url)) is not None:
             reporter.step_finished("setup", "the Prefect server stopped answering", ok=False)
             raise server_gone_error(url, "setup apply", lost) from None
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
-        reporter.failure("objects listed before this line may already be applied; fix and rerun")
-        raise DeployError("setup apply stopped") from None
+        raise DeployError("setup apply stopped; nothing was applied") from None
     report_changes(reporter, changes)
     return changes
 

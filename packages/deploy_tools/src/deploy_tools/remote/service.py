@@ -188,6 +188,7 @@ def _validate(
         DeployError: an invalid file or an unknown pool; nothing was built or deployed.
     """
     from deploy_tools.setup import SetupFilesError, load_plan
+    from deploy_tools.setup.pools import PoolUse, missing_pools
 
     reporter.step_started("files", "validating deploy/ for the remote")
     deployments = {name: load_remote_file(path)["deployments"] for name, path in files.items()}
@@ -198,15 +199,23 @@ def _validate(
         for problem in exc.problems:
             reporter.failure(f"  {problem}")
         raise DeployError("deploy remote stopped before building") from None
-    pools = {p.name for p in plan.work_pools}
-    for project, entries in deployments.items():
-        for d in entries:
-            if (pool := d["work_pool"]["name"]) not in pools:
-                raise DeployError(
-                    f"{settings.relative(files[project])}: deployment {d['name']} "
-                    f"({d['entrypoint']}) uses work pool {pool!r}, which no file under "
-                    "deploy/work_pools/ defines for the remote"
-                )
+    uses = [
+        PoolUse(
+            settings.relative(files[project]),
+            f"deployments[{i}] ({d['name']}).work_pool.name",
+            d["work_pool"]["name"],
+        )
+        for project, entries in deployments.items()
+        for i, d in enumerate(entries)
+    ]
+    defined = {p.name for p in plan.work_pools}
+    nowhere = "no file under deploy/work_pools/ defines it for the remote"
+    unknown = missing_pools(uses, defined, nowhere=nowhere)
+    if unknown:
+        reporter.step_finished("files", "a deployment names an unknown pool:", ok=False)
+        for problem in unknown:
+            reporter.failure(f"  {problem}")
+        raise DeployError("deploy remote stopped before building")
     reporter.step_finished(
         "files",
         f"{len(plan.work_pools)} pool(s), {len(plan.variables)} variable(s), "

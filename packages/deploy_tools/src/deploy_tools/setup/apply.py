@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
-from deploy_tools.setup.plan import PlannedBlock, PlannedDeployment, SetupPlan
+from deploy_tools.setup.plan import (
+    PlannedBlock,
+    PlannedDeployment,
+    SetupFilesError,
+    SetupPlan,
+    pool_problems,
+)
 from deploy_tools.setup.pools import base_job_template
 
 Action = Literal["created", "updated", "unchanged", "skipped"]
@@ -22,28 +29,86 @@ class Change:
     detail: str = ""
 
 
+class PartialApplyError(RuntimeError):
+    """The apply stopped partway: what was applied, the object that failed, what was not.
+
+    `applied` are the objects done before the failure (each with its action), `failed` is the
+    object being applied (`deployment alpha_ingest/local`), `not_applied` the objects after it;
+    `__cause__` is the error itself.
+    """
+
+    def __init__(
+        self, applied: list[Change], failed: str, not_applied: list[str], error: BaseException
+    ) -> None:
+        super().__init__(f"{failed}: {type(error).__name__}: {error}")
+        self.applied = applied
+        self.failed = failed
+        self.not_applied = not_applied
+        self.error = error
+
+
 async def apply_plan(
-    plan: SetupPlan, *, after_pools: Callable[[], None] | None = None
+    plan: SetupPlan,
+    *,
+    after_pools: Callable[[], None] | None = None,
+    after_each: Callable[[Change], None] | None = None,
 ) -> list[Change]:
     """Apply work pools, variables, blocks, then deployments, against the current API URL.
 
-    `after_pools` runs once the work pools exist (the local stack starts its worker there, so
-    the worker's start-up overlaps the rest of the apply).
+    First the server's work pools are read: a deployment whose pool neither the files define
+    nor the server has stops the apply before anything is written. `after_pools` runs once the
+    work pools exist (the local stack starts its worker there, so the worker's start-up overlaps
+    the rest of the apply); `after_each` hears each applied object.
+
+    Raises:
+        SetupFilesError: a deployment names an unknown pool; nothing was applied.
+        PartialApplyError: an object failed (the server refused it or went away) after others
+            may have been applied; it lists which.
     """
     from prefect.client.orchestration import get_client
 
-    changes: list[Change] = []
     async with get_client() as client:
-        for pool in plan.work_pools:
-            changes.append(await _apply_pool(client, pool))
-        if after_pools:
-            after_pools()
-        for var in plan.variables:
-            changes.append(await _apply_variable(client, var.name, var.value, var.tags))
-        for block in plan.blocks:
-            changes.append(await _apply_block(client, block))
-        for dep in plan.deployments:
-            changes.append(await _apply_deployment(client, dep))
+        on_server = [p.name for p in await client.read_work_pools()]
+        problems = pool_problems(plan, on_server)
+        if problems:
+            raise SetupFilesError(problems)
+        steps: list[tuple[str, Callable[[], Awaitable[Change]]]] = [
+            *((f"work pool {p.name}", partial(_apply_pool, client, p)) for p in plan.work_pools),
+            *(
+                (f"variable {v.name}", partial(_apply_variable, client, v.name, v.value, v.tags))
+                for v in plan.variables
+            ),
+            *(
+                (f"block {b.spec.type}/{b.spec.name}", partial(_apply_block, client, b))
+                for b in plan.blocks
+            ),
+            *(
+                (f"deployment {d.flow.name}/{d.spec.name}", partial(_apply_deployment, client, d))
+                for d in plan.deployments
+            ),
+        ]
+        changes: list[Change] = []
+        for i in range(len(steps) + 1):
+            if i == len(plan.work_pools) and after_pools:
+                try:
+                    after_pools()
+                except Exception as exc:
+                    name = getattr(after_pools, "__name__", "after_pools")
+                    rest = [label for label, _ in steps[i:]]
+                    raise PartialApplyError(
+                        changes, f"{name} (once the pools exist)", rest, exc
+                    ) from exc
+            if i == len(steps):
+                break
+            label, apply_one = steps[i]
+            try:
+                change = await apply_one()
+            except Exception as exc:
+                rest = [label for label, _ in steps[i + 1 :]]
+                raise PartialApplyError(changes, label, rest, exc) from exc
+            changes.append(change)
+            if after_each:
+                after_each(change)
     return changes
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from deploy_tools.setup.models import (
     VariableFile,
     WorkPoolFile,
 )
-from deploy_tools.setup.pools import base_job_template
+from deploy_tools.setup.pools import PoolUse, base_job_template, missing_pools
 from deploy_tools.setup.templating import render, template_problems
 from pipeline_core.urls import has_userinfo
 
@@ -59,12 +59,15 @@ class PlannedBlock:
 
 @dataclass
 class PlannedDeployment:
-    """A deployment with its loaded flow and resolved fields."""
+    """A deployment with its loaded flow and resolved fields; `where` and `key` name it in
+    problems (`deploy/projects/alpha/prefect.local.yaml`, `deployments[0] (local)`)."""
 
     file: Path
     spec: DeploymentEntry
     flow: Any
     pull_steps: list[dict[str, Any]]
+    where: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -273,7 +276,7 @@ def _plan_deployments(
         except ValueError as exc:
             problems.append(f"{where}: {key}.entrypoint: {dep.entrypoint}: {exc}")
             continue
-        planned.append(PlannedDeployment(file, dep, flow, pull))
+        planned.append(PlannedDeployment(file, dep, flow, pull, where, key))
     return planned
 
 
@@ -365,6 +368,22 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
     # Blocks that reference others are applied after them.
     plan.blocks.sort(key=lambda b: bool(b.spec.block_refs))
     return plan
+
+
+def pool_problems(plan: SetupPlan, on_server: Collection[str]) -> list[str]:
+    """Each deployment whose work pool neither the files define nor the server has.
+
+    Checked once the server's pools are known, before anything is written (`apply_plan`):
+    otherwise the deployment fails with a 404 after the objects before it were applied.
+    """
+    uses = [
+        PoolUse(d.where, f"{d.key}.work_pool.name", d.spec.work_pool.name) for d in plan.deployments
+    ]
+    return missing_pools(
+        uses,
+        {p.name for p in plan.work_pools} | set(on_server),
+        nowhere="no file under deploy/work_pools/ defines it and the server has none of that name",
+    )
 
 
 def _check_names(plan: SetupPlan, base: Path, origin: dict[int, Path], problems: list[str]) -> None:

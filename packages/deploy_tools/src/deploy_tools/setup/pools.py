@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from deploy_tools.setup.models import WorkPoolFile
@@ -36,3 +38,31 @@ def base_job_template(pool: WorkPoolFile) -> dict[str, Any]:
             )
         properties[key]["default"] = value
     return template
+
+
+@dataclass(frozen=True)
+class PoolUse:
+    """A deployment naming a work pool: `file` (as shown), `key` in it, the pool's name."""
+
+    file: str
+    key: str
+    pool: str
+
+
+def missing_pools(uses: Iterable[PoolUse], known: Collection[str], *, nowhere: str) -> list[str]:
+    """One problem per use whose pool is not in `known`, naming its file, its key and `known`.
+
+    `nowhere` says where the pool was looked for (e.g. "no file under deploy/work_pools/
+    defines it and the server has none of that name"). The one pool check of both the local
+    and the remote plan.
+
+    Example:
+        >>> missing_pools([PoolUse("a.yaml", "work_pool.name", "x")], {"p"}, nowhere="not found")
+        ["a.yaml: work_pool.name: work pool 'x': not found (pools that exist: p)"]
+    """
+    names = ", ".join(sorted(known)) or "none"
+    return [
+        f"{u.file}: {u.key}: work pool {u.pool!r}: {nowhere} (pools that exist: {names})"
+        for u in uses
+        if u.pool not in known
+    ]
