@@ -1,15 +1,38 @@
-"""Validation of deploy/ files: every problem named by file and key, before anything is applied."""
+"""Validation of deploy/ files: every problem named by file and key, before anything is applied.
+
+The last tests run against a real Prefect server (the checkout's process stack without its
+worker): a deployment's pool is checked before the first write, and a server killed mid-apply
+leaves a report of what was applied, what failed and what was not.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
-from deploy_tools.local.service import setup_files
+from deploy_tools.local.service import apply_setup, setup_files
 from deploy_tools.local.stack import Ports, ProcessStack
+from deploy_tools.prefect_api import connection_failure, use_api
+from deploy_tools.reporting import DeployError, ServerGoneError
 from deploy_tools.settings import AirnubSettings, load_settings
-from deploy_tools.setup import SetupFiles, SetupFilesError, SetupPlan, load_plan
+from deploy_tools.setup import (
+    Change,
+    PartialApplyError,
+    SetupFiles,
+    SetupFilesError,
+    SetupPlan,
+    apply_plan,
+    load_plan,
+)
 
 ENV = {"STACK_DEMO_DATA_URL": "http://127.0.0.1:8765/alpha"}
 
@@ -377,3 +400,151 @@ def test_url_with_userinfo_in_deployment_parameters_is_refused(
         "a URL with a user name or password"
     ) in text
     assert "pw-SECRET" not in text
+
+
+# -- against a real server: the plan is complete before the first write ----------------------
+@dataclass
+class Lines:
+    """A `Reporter` keeping the failure and finished lines."""
+
+    failures: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    def step_started(self, step: str, detail: str = "") -> None:
+        pass
+
+    def progress(self, step: str, detail: str) -> None:
+        pass
+
+    def step_finished(self, step: str, detail: str = "", *, ok: bool = True) -> None:
+        self.finished.append(f"{step}: {detail}")
+
+    def info(self, message: str) -> None:
+        pass
+
+    def failure(self, message: str) -> None:
+        self.failures.append(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessStack]:
+    """The checkout's process stack without its worker: a real Prefect server (fresh SQLite
+    database under the checkout's `.local/`) and its demo-data server, on free ports."""
+    srcs = [str(p) for p in sorted(checkout.glob("packages/*/src"))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(srcs))  # the demo-data server imports them
+    for name in [k for k in os.environ if k.startswith("PREFECT_")]:
+        monkeypatch.delenv(name)
+    stack = ProcessStack(load_settings(checkout), Ports(_free_port(), _free_port()))
+    try:
+        stack.up(worker=False, timeout=120)
+        yield stack
+    finally:
+        stack.down()
+
+
+def _get(stack: ProcessStack, path: str) -> int:
+    return httpx.get(f"{stack.api_url}{path}", timeout=10).status_code
+
+
+def _kill_server(stack: ProcessStack) -> None:
+    """SIGKILL the server's process group (as an OOM kill does) and wait until it is gone."""
+    pid = stack.server.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while stack.server.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.server.pid() is None
+
+
+def test_a_pool_that_exists_nowhere_stops_the_apply_before_anything_is_written(
+    checkout: Path, alpha_dir: Path, server: ProcessStack
+) -> None:
+    (alpha_dir / "variables" / "alpha_new.yaml").write_text("name: alpha_new\nvalue: 1\n")
+    deployments = alpha_dir / "prefect.local.yaml"
+    text = deployments.read_text()
+    at = text.index("alpha_process")  # its deployment (the second) names a pool of nowhere
+    deployments.write_text(text[:at] + text[at:].replace("{{ $STACK_POOL }}", "nowhere", 1))
+    reporter = Lines()
+    with pytest.raises(DeployError, match="setup apply stopped"):
+        apply_setup(server.settings, server, reporter)
+    assert reporter.finished == ["setup: nothing was applied:"]
+    assert reporter.failures == [
+        "  deploy/projects/alpha/prefect.local.yaml: deployments[1] (local).work_pool.name: "
+        "work pool 'nowhere': no file under deploy/work_pools/ defines it and the server has "
+        "none of that name (pools that exist: local-process)"
+    ]
+    assert _get(server, "/variables/name/alpha_new") == 404  # the new variable: not created
+    assert _get(server, "/work_pools/local-process") == 404  # nor anything before it
+
+
+def test_a_pool_only_the_server_has_is_accepted(
+    checkout: Path, alpha_dir: Path, server: ProcessStack
+) -> None:
+    resp = httpx.post(f"{server.api_url}/work_pools/", json={"name": "made-by-hand",
+                      "type": "process"}, timeout=10)  # fmt: skip
+    assert resp.status_code == 201, resp.text
+    deployments = alpha_dir / "prefect.local.yaml"
+    deployments.write_text(deployments.read_text().replace("{{ $STACK_POOL }}", "made-by-hand", 1))
+    changes = apply_setup(server.settings, server, Lines())
+    assert ("deployment", "alpha_ingest/local", "created") in [
+        (c.kind, c.name, c.action) for c in changes
+    ]
+
+
+def test_a_server_killed_mid_apply_lists_applied_failed_and_not_applied(
+    checkout: Path, server: ProcessStack
+) -> None:
+    reporter = Lines()
+    started = time.monotonic()
+    with pytest.raises(ServerGoneError, match="stopped answering during setup apply"):
+        # once the pools exist the server dies (where the local stack starts its worker)
+        apply_setup(server.settings, server, reporter, after_pools=lambda: _kill_server(server))
+    print(f"partial apply reported in {time.monotonic() - started:.1f} s")
+    assert reporter.finished[0].startswith("setup: stopped at variable alpha_sources (")
+    not_applied = [
+        "    block local-file-system/alpha-local-storage",
+        "    block secret/alpha-source-token",
+        "    block s3-bucket/alpha-s3",
+    ]
+    failures = reporter.failures
+    assert failures[:4] == [
+        "  applied (1):",
+        "    work pool local-process: created",
+        "  failed: variable alpha_sources",
+        f"  not applied ({len(failures) - 4}):",
+    ]
+    assert set(not_applied) <= set(failures[4:])
+    assert {f"    deployment {f}/local" for f in ("alpha_ingest", "beta_flow")} <= set(failures)
+    assert not any("listed before this line" in line for line in failures)
+
+
+def test_a_failure_after_some_objects_lists_each_of_them(
+    checkout: Path, server: ProcessStack
+) -> None:
+    settings = server.settings
+    plan = load_plan(setup_files(settings, server), base=settings.project_dir)
+    applied: list[Change] = []
+
+    def kill_after_two(change: Change) -> None:
+        applied.append(change)
+        if len(applied) == 2:
+            _kill_server(server)
+
+    with use_api(server.api_url, retries=0), pytest.raises(PartialApplyError) as caught:
+        asyncio.run(apply_plan(plan, after_each=kill_after_two))
+    error = caught.value
+    order = [f"work pool {p.name}" for p in plan.work_pools]
+    order += [f"variable {v.name}" for v in plan.variables]
+    order += [f"block {b.spec.type}/{b.spec.name}" for b in plan.blocks]
+    order += [f"deployment {d.flow.name}/{d.spec.name}" for d in plan.deployments]
+    assert [f"{c.kind} {c.name}" for c in error.applied] == order[:2]
+    assert error.failed == order[2]
+    assert error.not_applied == order[3:]
+    assert connection_failure(error) is not None
