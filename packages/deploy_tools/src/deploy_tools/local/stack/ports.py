@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from deploy_tools.settings import AirnubSettings
 
 HOST = "127.0.0.1"
-STACK_FILE = "stack.json"  # under .local/: {"mode": ..., "server_port": ..., "data_port": ...}
+# under .local/: {"mode", "server_port", "data_port", "database": {"bytes", "deployments"}}
+STACK_FILE = "stack.json"
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,30 @@ def recorded_mode(settings: AirnubSettings) -> str:
     return str(_recorded(settings).get("mode", "process"))
 
 
-def record_stack(settings: AirnubSettings, ports: Ports, *, mode: str) -> None:
-    """Remember the ports and mode of this `up` for later commands."""
+def _write(settings: AirnubSettings, updates: dict[str, object]) -> None:
     settings.local_dir.mkdir(parents=True, exist_ok=True)
-    (settings.local_dir / STACK_FILE).write_text(
-        json.dumps({"mode": mode, "server_port": ports.server, "data_port": ports.data})
-    )
+    (settings.local_dir / STACK_FILE).write_text(json.dumps({**_recorded(settings), **updates}))
+
+
+def record_stack(settings: AirnubSettings, ports: Ports, *, mode: str) -> None:
+    """Remember the ports and mode of this `up` for later commands (other keys are kept)."""
+    _write(settings, {"mode": mode, "server_port": ports.server, "data_port": ports.data})
+
+
+def record_database(settings: AirnubSettings, size: int, deployments: int | None) -> None:
+    """Remember what the server's database held at this `up`/`down` (`database` in the file)."""
+    _write(settings, {"database": {"bytes": size, "deployments": deployments}})
+
+
+def recorded_database(settings: AirnubSettings) -> tuple[int, int | None] | None:
+    """`(bytes, deployments)` of the server's database at the last `up`/`down`, if recorded."""
+    raw = _recorded(settings).get("database")
+    if not isinstance(raw, dict):
+        return None
+    size, count = raw.get("bytes"), raw.get("deployments")
+    if not isinstance(size, int) or not (count is None or isinstance(count, int)):
+        return None
+    return size, count
 
 
 def choose_ports(

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from deploy_tools import server_settings
+from deploy_tools.local.stack import database
+from deploy_tools.local.stack.database import DamagedDatabaseError
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, StackError
 from deploy_tools.local.stack.ports import (
@@ -22,7 +26,9 @@ from deploy_tools.local.stack.ports import (
     Ports,
     choose_ports,
     ensure_free,
+    record_database,
     record_stack,
+    recorded_database,
     recorded_ports,
 )
 from deploy_tools.local.stack.processes import ManagedProcess
@@ -35,17 +41,29 @@ class ProcessStack(LoopbackUrls):
     """The stack of one checkout as local processes, on 127.0.0.1.
 
     `ports`: given, else the ports of the last `up` (`.local/stack.json`), else `wanted_ports()`.
+    `note` hears warnings (a database emptied since the last `up`/`down`).
     """
 
     worker_sweeps = False  # the process worker is `prefect worker start` itself
 
-    def __init__(self, settings: AirnubSettings, ports: Ports | None = None) -> None:
+    def __init__(
+        self,
+        settings: AirnubSettings,
+        ports: Ports | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         state = settings.local_dir
         self.server = ManagedProcess("server", state)
         self.worker = ManagedProcess("worker", state)
         self.data = ManagedProcess("demo-data", state)
         self.ports = ports or self.recorded_ports() or self.wanted_ports()
+        self.note = note or (lambda _line: None)
+
+    @property
+    def db_file(self) -> Path:
+        """The server's SQLite database (kept across down/up; `down --volumes` deletes it)."""
+        return self.settings.local_dir / "prefect.db"
 
     # -- configuration -------------------------------------------------------------------
     def recorded_ports(self) -> Ports | None:
@@ -82,8 +100,13 @@ class ProcessStack(LoopbackUrls):
     def up(self, *, worker: bool = True, timeout: float = 90.0) -> None:
         """Start whatever part is not running (server, demo-data, worker) and wait until healthy.
 
+        The database is checked before anything starts (`database.damage`); whatever this
+        call started is stopped again when a part does not become healthy.
+
         Raises:
             PortInUseError: a port is taken by another program.
+            DamagedDatabaseError: the server's database is damaged (found before the start, or
+                in the log of a server that died starting); nothing is left running.
             StackError: a part did not become healthy; the message points at its log.
         """
         ports = self.ports
@@ -103,10 +126,13 @@ class ProcessStack(LoopbackUrls):
         for p in self.settings.projects:  # before the server starts: a bad module stops here
             if p.demo_data:
                 demo_data_folder(p.demo_data)
+        if self.server.pid() is None:
+            self._check_database()  # before anything starts
         record_stack(self.settings, ports, mode="process")
 
+        started: list[ManagedProcess] = []
         if self.server.pid() is None:
-            db = self.settings.local_dir / "prefect.db"
+            db = self.db_file
             env = {
                 **self._base_env(),
                 **server_settings.server_env(
@@ -131,6 +157,7 @@ class ProcessStack(LoopbackUrls):
                 env=env,
                 cwd=self.settings.project_dir,
             )
+            started.append(self.server)
         if self.data.pid() is None:
             self.data.start(
                 [
@@ -145,8 +172,19 @@ class ProcessStack(LoopbackUrls):
                 env=self._base_env(),
                 cwd=self.settings.project_dir,
             )
-        self._wait(self.server, f"{self.api_url}/health", timeout)
-        self._wait(self.data, self.data_url, timeout)
+            started.append(self.data)
+        try:
+            self._wait(self.server, f"{self.api_url}/health", timeout)
+            self._wait(self.data, self.data_url, timeout)
+        except StackError:
+            for part in started:  # nothing this call started is left running
+                part.stop()
+            reason = (
+                database.damage_in_log(self.server.log_file) if self.server in started else None
+            )
+            if reason:
+                raise DamagedDatabaseError(self._damaged(reason)) from None
+            raise
         if worker:
             self.start_worker()
 
@@ -188,6 +226,23 @@ class ProcessStack(LoopbackUrls):
             cwd=self.settings.project_dir,
         )
 
+    def _damaged(self, reason: str) -> str:
+        return database.damaged_message(self.db_file, self.settings.relative(self.db_file), reason)
+
+    def _check_database(self) -> None:
+        """Refuse a damaged database; warn when it is empty where the last record had data."""
+        db = self.db_file
+        reason = database.damage(db)
+        if reason:
+            raise DamagedDatabaseError(self._damaged(reason))
+        now = database.contents(db)
+        last = recorded_database(self.settings)
+        before = database.Contents(*last) if last else None
+        warning = database.lost_data_warning(self.settings.relative(db), now, before)
+        if warning:
+            self.note(warning)
+        record_database(self.settings, now.size, now.deployments)
+
     def _wait(self, part: ManagedProcess, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -208,12 +263,25 @@ class ProcessStack(LoopbackUrls):
         """Stop the worker, demo-data server and server started by `up`; return the names stopped.
 
         `volumes`: also delete the server's database (`.local/prefect.db`): every deployment,
-        block, variable and run is gone. The flows' outputs under data/ stay.
+        block, variable and run is gone. The flows' outputs under data/ stay. Otherwise, once
+        the server is stopped, its write-ahead log is folded into the database (`prefect.db`
+        alone is a complete copy) and what it holds is recorded for the next `up`.
         """
         stopped = [p.name for p in (self.worker, self.data, self.server) if p.stop()]
+        db = self.db_file
         if volumes:
             for suffix in ("", "-wal", "-shm", "-journal"):
-                (self.settings.local_dir / f"prefect.db{suffix}").unlink(missing_ok=True)
+                db.with_name(db.name + suffix).unlink(missing_ok=True)
+            record_database(self.settings, 0, 0)
+        elif self.server.pid() is None and db.is_file():
+            if not database.checkpoint(db):
+                shown = self.settings.relative(db)
+                self.note(
+                    f"warning: the write-ahead log of {shown} could not be folded into it; "
+                    f"a copy must include {shown}-wal"
+                )
+            now = database.contents(db)
+            record_database(self.settings, now.size, now.deployments)
         return stopped
 
     def status(self) -> list[PartStatus]:
