@@ -83,11 +83,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         assert p.db.with_name("prefect.db-wal").stat().st_size > 0  # the change is in the WAL
         down = airnub(root, "stack", "down", timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
-        print(
-            "DEBUG",
-            down.stdout,
-            sorted((f.name, f.stat().st_size) for f in p.db.parent.glob("prefect.db*")),
-        )
         shutil.copy(p.db, p.good_db)  # prefect.db alone, as a user's backup copies it
         p.good_record = (root / ".local" / "stack.json").read_text()
         yield p
@@ -173,4 +168,29 @@ def test_an_emptied_database_is_a_warning(project: Project) -> None:
         ) in text
     finally:
         airnub(project.root, "stack", "down", timeout=120)
+    assert processes_under(project.root) == []
+
+
+def test_a_server_that_dies_on_its_database_is_named_too(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Damage the check before the start does not see (here: the check is skipped) is named
+    from the server's log, and the demo-data server started with it is stopped."""
+    from deploy_tools.local.stack import Ports, ProcessStack
+    from deploy_tools.local.stack import database as db_module
+    from deploy_tools.local.stack.database import DamagedDatabaseError
+    from deploy_tools.settings import load_settings
+
+    for name in [k for k in os.environ if k.startswith(("PREFECT_", "AIRNUB_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(db_module, "damage", lambda _db: None)
+    project.restore()
+    os.truncate(project.db, project.db.stat().st_size // 2)
+    stack = ProcessStack(load_settings(project.root), Ports(project.server_port, project.data_port))
+    started = time.monotonic()
+    with pytest.raises(DamagedDatabaseError) as caught:
+        stack.up(worker=False, timeout=120)
+    print(f"named from the server's log in {time.monotonic() - started:.1f} s")
+    assert "the server's database at .local/prefect.db is damaged (" in str(caught.value)
+    assert "database disk image is malformed" in str(caught.value)
     assert processes_under(project.root) == []
