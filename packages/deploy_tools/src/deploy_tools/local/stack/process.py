@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
+import deploy_tools.local.stack.database as database
 from deploy_tools import server_settings
-from deploy_tools.local.stack import database
 from deploy_tools.local.stack.database import DamagedDatabaseError
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PARTS, PartLog, PartStatus, StackError
