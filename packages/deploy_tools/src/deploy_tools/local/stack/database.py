@@ -92,7 +92,7 @@ def damaged_message(db: Path, shown: str, reason: str) -> str:
     wal = db.with_name(db.name + "-wal")
     extra = " (with the -wal beside it)" if wal.is_file() and wal.stat().st_size > 0 else ""
     return (
-        f"the server's database at {shown} is damaged ({reason}); nothing was started. "
+        f"the server's database at {shown} is damaged ({reason}); nothing of the stack is left running. "
         f"Keep it for inspection: back it up{extra} with "
         f"`mkdir -p {folder}/damaged-db && cp {shown}* {folder}/damaged-db/`; "
         "then start fresh with `hatch run deploy:down --volumes --yes` "

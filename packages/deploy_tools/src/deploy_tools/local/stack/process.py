@@ -234,6 +234,8 @@ class ProcessStack(LoopbackUrls):
         db = self.db_file
         reason = database.damage(db)
         if reason:
+            for part in (self.worker, self.data):  # of an earlier `up`: useless without a server
+                part.stop()
             raise DamagedDatabaseError(self._damaged(reason))
         now = database.contents(db)
         last = recorded_database(self.settings)
