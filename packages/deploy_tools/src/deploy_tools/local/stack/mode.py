@@ -87,7 +87,7 @@ def open_stack(
         return ComposeStack(settings, ports, build=build, note=note)
     from deploy_tools.local.stack.process import ProcessStack
 
-    return ProcessStack(settings, ports)
+    return ProcessStack(settings, ports, note=note)
 
 
 def running_stack(
