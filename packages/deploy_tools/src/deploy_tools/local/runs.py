@@ -33,10 +33,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -251,16 +251,32 @@ def sort_runs(
     return RunsFound(live, dead)
 
 
-def _with_server(api_url: str, work: Callable[[], list[CancelledRun]]) -> list[CancelledRun]:
-    """`work()` with the Prefect client pointed at `api_url`; [] when the server does not
-    answer (or goes away meanwhile): there is nothing to tell."""
+def _with_server(
+    api_url: str, work: Callable[[], Coroutine[Any, Any, list[CancelledRun]]]
+) -> list[CancelledRun]:
+    """Run `work()` with the Prefect client pointed at `api_url`; [] when the server does not
+    answer (or goes away meanwhile): there is nothing to tell.
+
+    Also from inside an event loop (`start_worker` is called by the setup apply's): then in a
+    thread of its own, with this context (the client's settings).
+    """
+    import asyncio
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
     from deploy_tools.prefect_api import GONE_RETRIES, connection_failure, server_answers, use_api
 
     if not server_answers(api_url, timeout=2):
         return []
     try:
         with use_api(api_url, retries=GONE_RETRIES):
-            return work()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(work())
+            context = contextvars.copy_context()
+            with ThreadPoolExecutor(1) as thread:
+                return thread.submit(context.run, lambda: asyncio.run(work())).result()
     except Exception as exc:
         if connection_failure(exc) is None:
             raise
@@ -271,11 +287,7 @@ def end_interrupted_runs(
     api_url: str, pool: str, message: str = DOWN_MESSAGE, end_as: str = "CANCELLED"
 ) -> list[CancelledRun]:
     """`cancel_interrupted_runs` against the server at `api_url`; [] when it does not answer."""
-    import asyncio
-
-    return _with_server(
-        api_url, lambda: asyncio.run(cancel_interrupted_runs(pool, message, end_as))
-    )
+    return _with_server(api_url, lambda: cancel_interrupted_runs(pool, message, end_as))
 
 
 def end_runs_by_process(
@@ -295,11 +307,11 @@ def end_runs_by_process(
     - a process of the live worker: left alone, unless `live_end` (`CANCELLED`: `deploy:down`
       is about to stop it, `DOWN_MESSAGE`; orphans are then Cancelled too, as down stops them).
 
-    Runs are marked before their process is stopped: a dying engine's own report cannot
-    override a forced final state. Subflow runs end with their parent. Returns the runs ended.
+    An orphan is stopped before its run is marked (on SIGTERM its engine reports itself Crashed,
+    "Execution was aborted…", which would replace the why). Runs `live_end` ends are marked
+    first, as `deploy:down` always did: the final state names it before the process dies.
+    Subflow runs end with their parent. Returns the runs ended.
     """
-    import asyncio
-
     from prefect.client.orchestration import get_client
 
     gone = GONE_MESSAGE.format(state="{state}", found_by=found_by)
@@ -325,12 +337,11 @@ def end_runs_by_process(
                     why = ORPHAN_MESSAGE.format(state="{state}", found_by=found_by, pid=proc.pid)
                     ending.append((run, "CRASHED", why))
                     orphans.append(proc)
-            ended = await end_runs(client, ending)
-        for proc in orphans:
-            stop_process(proc)
-        return ended
+            for proc in orphans:  # first: a dying engine reports its own Crashed state
+                stop_process(proc)
+            return await end_runs(client, ending)
 
-    return _with_server(api_url, lambda: asyncio.run(work()))
+    return _with_server(api_url, work)
 
 
 # -- temp files of interrupted runs ----------------------------------------------------------
