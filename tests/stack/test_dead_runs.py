@@ -6,7 +6,8 @@ The project of `test_stack_safety` (a copy of this checkout's deploy/ and [tool.
 killed. In order: the worker killed with its flow-run child, then the worker killed alone (its
 child is orphaned and keeps running); each time one `deploy local` ends the run Crashed, with
 why, leaves no `.part`, and its demo run completes. Then `stack down` with a live run and a dead
-one: only the live one is Cancelled. Each recovery's duration is printed (`-s` shows it).
+one: only the live one is Cancelled. In between, with the worker alive, only old temp files
+are swept. Each recovery's duration is printed (`-s` shows it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import httpx
 import pytest
 
 from tests.stack import test_stack_safety
-from tests.stack.test_stack_safety import Project, _running_sleeper, _wait_for, processes_under
+from tests.stack.test_stack_safety import (
+    HOUR,
+    Project,
+    _part_file,
+    _running_sleeper,
+    _wait_for,
+    processes_under,
+)
 
 pytestmark = pytest.mark.stack
 project = test_stack_safety.project  # its module-scoped stack project: one for this module too
@@ -171,6 +179,18 @@ def test_worker_killed_alone_its_orphan_is_stopped_and_crashed(
     assert " Completed — " in out
 
 
+def test_with_a_live_worker_only_old_temp_files_are_swept(project: Project) -> None:
+    p = project
+    assert "worker" in p.tracked()  # from the deploy local before: a writer may exist
+    old = _part_file(p.data_root / "raw" / "x", 2 * HOUR)
+    young = _part_file(p.data_root / "raw" / "x", 60)
+    ports = ["--server-port", str(p.server_port), "--data-port", str(p.data_port)]
+    done = p.cli("deploy", "local", "--mode", "process", "--no-demo", *ports)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not old.exists() and young.exists()
+    assert f"removed 1 stale temp file(s) of interrupted runs under {p.data_root}" in done.stdout
+
+
 def test_down_cancels_the_run_it_stops_and_crashes_a_dead_one(project: Project) -> None:
     p = project
     applied = p.cli("setup", "apply", "--file", "sleeper.yaml")
@@ -189,9 +209,7 @@ def test_down_cancels_the_run_it_stops_and_crashes_a_dead_one(project: Project) 
     httpx.patch(
         f"{p.api}/flow_runs/{dead['id']}", json={"infrastructure_pid": str(os.getpid())}, timeout=10
     ).raise_for_status()
-    part = p.data_root / "raw" / "x" / ".left.part"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    part.write_bytes(b"")  # young: only a sweep at age 0 removes it
+    part = _part_file(p.data_root / "raw" / "x", 0)  # young: only a sweep at age 0 removes it
 
     started = time.monotonic()
     down = p.cli("stack", "down")

@@ -60,7 +60,7 @@ PROC = Path("/proc")
 
 
 @dataclass(frozen=True)
-class CancelledRun:
+class EndedRun:
     """A run set to a final state (`ended_as`: Cancelled or Crashed), with the state it was in
     and why (the message set on it)."""
 
@@ -108,9 +108,13 @@ def flow_run_processes(prefect_home: Path) -> dict[UUID, FlowRunProcess]:
 def _pid_exists(infrastructure_pid: str | None) -> bool:
     """Without /proc: whether the recorded PID exists at all (it may have been reused)."""
     try:
-        os.kill(int((infrastructure_pid or "").rpartition(":")[2]), 0)
+        pid = int((infrastructure_pid or "").rpartition(":")[2])
     except ValueError:
         return False  # no PID recorded, or not a number
+    if pid <= 0:  # kill(0 or -1) would ask about groups, not this run
+        return False
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -169,7 +173,7 @@ async def interrupted_runs(client: PrefectClient, pool: str) -> list[FlowRun]:
 
 async def end_runs(
     client: PrefectClient, runs: Iterable[tuple[FlowRun, str, str]]
-) -> list[CancelledRun]:
+) -> list[EndedRun]:
     """Force each `(run, end_as, message)` (`end_as`: a Prefect `StateType`, CANCELLED or
     CRASHED; `{state}` in `message` becomes the run's state) and the run's interrupted subflow
     runs, to that final state. Forced: the process is stopped or gone, no rule applies."""
@@ -184,7 +188,7 @@ async def end_runs(
     active = FlowRunFilterState(
         type=FlowRunFilterStateType(any_=[StateType(s) for s in INTERRUPTED_STATES])
     )
-    done: list[CancelledRun] = []
+    done: list[EndedRun] = []
     seen: set[UUID] = set()
     todo = list(runs)
     while todo:
@@ -196,7 +200,7 @@ async def end_runs(
         why = message.format(state=previous)
         state = State(type=StateType(end_as), message=why)
         await client.set_flow_run_state(run.id, state, force=True)
-        done.append(CancelledRun(run.id, run.name, previous, state.name or end_as, why))
+        done.append(EndedRun(run.id, run.name, previous, state.name or end_as, why))
         # Subflows run inside their parent's process and belong to no pool: find them by parent.
         children = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -209,7 +213,7 @@ async def end_runs(
 
 async def cancel_interrupted_runs(
     pool: str, message: str = DOWN_MESSAGE, end_as: str = "CANCELLED"
-) -> list[CancelledRun]:
+) -> list[EndedRun]:
     """End every RUNNING/PENDING/CANCELLING run of work pool `pool` (and its subflow runs) as
     `end_as` with `message`, whatever its process (the compose worker's start)."""
     from prefect.client.orchestration import get_client
@@ -252,8 +256,8 @@ def sort_runs(
 
 
 def _with_server(
-    api_url: str, work: Callable[[], Coroutine[Any, Any, list[CancelledRun]]]
-) -> list[CancelledRun]:
+    api_url: str, work: Callable[[], Coroutine[Any, Any, list[EndedRun]]]
+) -> list[EndedRun]:
     """Run `work()` with the Prefect client pointed at `api_url`; [] when the server does not
     answer (or goes away meanwhile): there is nothing to tell.
 
@@ -285,7 +289,7 @@ def _with_server(
 
 def end_interrupted_runs(
     api_url: str, pool: str, message: str = DOWN_MESSAGE, end_as: str = "CANCELLED"
-) -> list[CancelledRun]:
+) -> list[EndedRun]:
     """`cancel_interrupted_runs` against the server at `api_url`; [] when it does not answer."""
     return _with_server(api_url, lambda: cancel_interrupted_runs(pool, message, end_as))
 
@@ -298,7 +302,7 @@ def end_runs_by_process(
     worker_pid: int | None,
     found_by: str,
     live_end: str | None = None,
-) -> list[CancelledRun]:
+) -> list[EndedRun]:
     """End the interrupted runs of `pool` by what their process is, and stop orphans.
 
     - no live process: Crashed, `GONE_MESSAGE` naming `found_by`;
@@ -317,7 +321,7 @@ def end_runs_by_process(
     gone = GONE_MESSAGE.format(state="{state}", found_by=found_by)
     proc_readable = PROC.is_dir()
 
-    async def work() -> list[CancelledRun]:
+    async def work() -> list[EndedRun]:
         async with get_client() as client:
             runs = await interrupted_runs(client, pool)
             if not runs:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_tools.local.runs import CancelledRun
+from deploy_tools.local.runs import EndedRun
 from deploy_tools.local.stack.interface import Stack, StackError
 from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
 from deploy_tools.reporting import (
@@ -53,9 +53,9 @@ class StopResult:
     """What `stop_local` did: runs it stopped (Cancelled), parts stopped (in order), runs it
     found with no live process (Crashed)."""
 
-    cancelled: list[CancelledRun]
+    cancelled: list[EndedRun]
     stopped: list[str]
-    crashed: list[CancelledRun] = field(default_factory=list)
+    crashed: list[EndedRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
