@@ -144,7 +144,9 @@ def test_worker_killed_with_its_child_the_run_ends_crashed(project: Project, slo
     ended = _run(p, run["id"])
     assert ended["state_type"] == "CRASHED", ended["state"]
     message = ended["state"]["message"]
-    assert message == "its process is gone (worker killed?) while RUNNING; found by deploy local"
+    assert message == (
+        "its process is gone (worker killed?) while RUNNING; found by airnub deploy local"
+    )
     assert f"flow run {run['name']}: RUNNING → Crashed ({message})" in out
     assert _parts(p) == []
     assert "removed 1 stale temp file(s) of interrupted runs" in out
@@ -172,7 +174,7 @@ def test_worker_killed_alone_its_orphan_is_stopped_and_crashed(
     message = ended["state"]["message"]
     assert message == (
         "its worker was gone while RUNNING, so nothing could cancel or watch it; "
-        f"deploy local stopped its process (pid {child})"
+        f"airnub deploy local stopped its process (pid {child})"
     )
     assert f"flow run {run['name']}: RUNNING → Crashed ({message})" in out
     assert _parts(p) == []

@@ -193,7 +193,7 @@ class ProcessStack(LoopbackUrls):
             self.settings.local_pool,
             self.prefect_home,
             worker_pid=worker,
-            found_by=holder.command if holder else "the worker's start",
+            found_by=f"airnub {holder.command}" if holder else "the worker's start",
         ):
             self.note(f"flow run {run.name}: {run.previous} → {run.ended_as} ({run.why})")
         no_writer = worker is None and not flow_run_processes(self.prefect_home)
