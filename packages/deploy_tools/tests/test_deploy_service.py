@@ -44,7 +44,7 @@ class RecordingReporter:
 class InertStack:
     """A `Stack` that records what it was asked and starts nothing (the local stack's values)."""
 
-    worker_sweeps = False  # as the process stack: deploy local sweeps
+    worker_sweeps = False  # deploy local sweeps (both real stacks' worker starts do)
 
     def __init__(self, settings: object, *, up_error: str | None = None) -> None:
         self._values = ProcessStack(settings, Ports(4200, 8765))  # type: ignore[arg-type]

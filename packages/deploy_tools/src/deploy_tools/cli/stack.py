@@ -76,8 +76,9 @@ def down(
 ) -> None:
     """Stop the stack; its data is kept (the only way to drop it is `--volumes`).
 
-    Flow runs the worker was running (or starting) are set to Cancelled first, with a message
-    saying `deploy:down` stopped them.
+    Flow runs it stops (the worker was running or starting them) are set to Cancelled, with a
+    message saying `deploy:down` stopped them; runs whose process was already gone, to Crashed.
+    Temp files of interrupted runs are then removed, whatever their age.
     """
     import sys
 

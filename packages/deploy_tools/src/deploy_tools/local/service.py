@@ -1,5 +1,5 @@
 """The local use case: import gate → stack up → setup apply → every project's demo run, and
-its inverse, `stop_local` (cancel the runs it interrupts, stop every part).
+its inverse, `stop_local` (end the runs it interrupts, stop every part, sweep temp files).
 
 Front ends (the `airnub` CLI) pass a `Stack` (process or compose) and a `Reporter`
 (`deploy_tools.reporting`); nothing here prints. A failed step reports its details through the
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_tools.local.runs import CancelledRun
+from deploy_tools.local.runs import EndedRun
 from deploy_tools.local.stack.interface import Stack, StackError
 from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
 from deploy_tools.reporting import (
@@ -51,10 +51,12 @@ class DemoRun:
 
 @dataclass(frozen=True)
 class StopResult:
-    """What `stop_local` did: runs set to Cancelled, parts stopped (in order)."""
+    """What `stop_local` did: runs it stopped (Cancelled), parts stopped (in order), runs it
+    found with no live process (Crashed)."""
 
-    cancelled: list[CancelledRun]
+    cancelled: list[EndedRun]
     stopped: list[str]
+    crashed: list[EndedRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -240,36 +242,6 @@ def run_demos(
     return runs
 
 
-# -- temp files of interrupted runs --------------------------------------------------------
-def sweep_temp_files(
-    settings: AirnubSettings, reporter: Reporter, *, max_age: float | None = None
-) -> int:
-    """Remove the stale temp files interrupted runs left under each project's data root.
-
-    `pipeline_core`'s own sweep (`LocalStorage.sweep_stale`): only files named like its temp
-    files and older than `max_age` (default: its own, 1 h) go. Returns how many were removed.
-    """
-    from pipeline_core.storage import STALE_PART_SECONDS, LocalStorage
-
-    total = 0
-    for project in settings.projects:
-        if (
-            project.data_root is not None
-            and project.data_root.is_dir()
-            and (
-                removed := LocalStorage(project.data_root).sweep_stale(
-                    STALE_PART_SECONDS if max_age is None else max_age
-                )
-            )
-        ):
-            total += len(removed)
-            reporter.info(
-                f"removed {len(removed)} stale temp file(s) of interrupted runs under "
-                f"{project.data_root}"
-            )
-    return total
-
-
 # -- stopping ------------------------------------------------------------------------------
 def stop_local(
     settings: AirnubSettings,
@@ -279,26 +251,56 @@ def stop_local(
     wait: bool = True,
     volumes: bool = False,
 ) -> StopResult:
-    """Stop every part under the stack lock; the runs the worker was running end Cancelled.
+    """Stop every part under the stack lock; only the runs it stopped end Cancelled.
 
     Runs of the local pool (`local_pool`) that are RUNNING, PENDING or CANCELLING, and their
-    subflow runs, are set to Cancelled ("stopped by deploy:down") before the worker stops, and
-    once more after (a run picked up in between). A server that does not answer is just stopped.
-    `volumes`: the server's data goes too (`Stack.down`).
+    subflow runs, are ended before the worker stops (a killed engine cannot then override the
+    state), and once more after (a run picked up in between). On the process stack a run is
+    Cancelled ("stopped by deploy:down") only if a live process ran it, which down then stops
+    (an orphan of a killed worker included: `ProcessStack.stop_worker`); a run with no live
+    process is Crashed ("its process is gone …; found by deploy:down"). On the compose stack
+    every such run is in the worker container down stops: Cancelled. Then, with no writer
+    left, the temp files under every data root go whatever their age. A server that does not
+    answer is just stopped. `volumes`: the server's data goes too (`Stack.down`).
 
     Raises:
         DeployError: `wait` is False and another command holds the stack lock.
     """
-    from deploy_tools.local.runs import end_interrupted_runs
+    from deploy_tools.local.runs import end_interrupted_runs, end_runs_by_process, sweep_temp_files
+    from deploy_tools.local.stack.process import ProcessStack
 
+    pool = settings.local_pool
     with stack_lock(settings, "stack down", reporter, wait=wait):
-        cancelled = end_interrupted_runs(stack.api_url, settings.local_pool)
+        if isinstance(stack, ProcessStack):
+            ended = end_runs_by_process(
+                stack.api_url,
+                pool,
+                stack.prefect_home,
+                worker_pid=stack.worker.pid(),
+                found_by="deploy:down",
+                live_end="CANCELLED",
+            )
+        else:
+            ended = end_interrupted_runs(stack.api_url, pool)
         worker_stopped = stack.stop_worker()
-        cancelled += end_interrupted_runs(stack.api_url, settings.local_pool)
+        ended += end_interrupted_runs(stack.api_url, pool)
         stopped = (["worker"] if worker_stopped else []) + stack.down(volumes=volumes)
-    for run in cancelled:
-        reporter.info(f"flow run {run.name}: {run.previous} → Cancelled (stopped by deploy:down)")
-    return StopResult(cancelled, stopped)
+        try:
+            sweep_temp_files(settings, reporter.info, max_age=0)  # no writer is left
+        except OSError as exc:
+            reporter.failure(f"temp files of interrupted runs were not swept: {exc}")
+    for run in ended:
+        if run.ended_as == "Cancelled":
+            reporter.info(
+                f"flow run {run.name}: {run.previous} → Cancelled (stopped by deploy:down)"
+            )
+        else:
+            reporter.info(f"flow run {run.name}: {run.previous} → {run.ended_as} ({run.why})")
+    return StopResult(
+        [r for r in ended if r.ended_as == "Cancelled"],
+        stopped,
+        [r for r in ended if r.ended_as != "Cancelled"],
+    )
 
 
 # -- the whole use case --------------------------------------------------------------------
@@ -313,6 +315,10 @@ def deploy_local(
 ) -> DeployResult:
     """Import gate, stack up, stale temp-file sweep (unless the worker's start does it), setup
     apply (the worker starts once its pool exists), demo runs.
+
+    The process stack's `start_worker` (`ProcessStack.start_worker`) first ends the runs no
+    live process runs as Crashed and stops orphaned flow-run processes, then sweeps; the compose
+    worker's container start does its own (`deploy_tools.local.worker`).
 
     Stack up, sweep and apply run under the checkout's stack lock (`wait=False`: refuse when
     another command holds it); the demo runs do not, so `stack down` can stop a long one.
@@ -336,8 +342,10 @@ def deploy_local(
             raise DeployError(str(exc)) from None
         reporter.step_finished("stack", f"up — API {stack.api_url}")
 
-        if not stack.worker_sweeps:  # else the worker's own start sweeps (compose)
-            sweep_temp_files(settings, reporter)
+        if not stack.worker_sweeps:  # else the worker's start sweeps and ends dead runs
+            from deploy_tools.local.runs import sweep_temp_files
+
+            sweep_temp_files(settings, reporter.info)
 
         # The worker starts once its pool exists as the files describe it; its start-up (~5 s)
         # overlaps the rest of the apply.

@@ -12,8 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import NoReturn
 
-from deploy_tools.local.runs import CRASHED_MESSAGE, end_interrupted_runs
-from deploy_tools.local.service import sweep_temp_files
+from deploy_tools.local.runs import CRASHED_MESSAGE, end_interrupted_runs, sweep_temp_files
 from deploy_tools.reporting import Reporter
 from deploy_tools.settings import AirnubSettings
 
@@ -28,7 +27,7 @@ def run_worker(
 ) -> NoReturn:
     """Sweep the data roots, end the pool's interrupted runs as Crashed, set umask 002, then
     exec `prefect worker start <worker_args>`."""
-    sweep_temp_files(settings, reporter, max_age=sweep_older_than)
+    sweep_temp_files(settings, reporter.info, max_age=sweep_older_than)
     crashed = end_interrupted_runs(api_url, settings.local_pool, CRASHED_MESSAGE, "CRASHED")
     for run in crashed:
         reporter.info(f"flow run {run.name}: {run.previous} → Crashed (its worker had stopped)")

@@ -44,21 +44,22 @@ class ProcessStack(LoopbackUrls):
     `note` hears warnings (a database emptied since the last `up`/`down`).
     """
 
-    worker_sweeps = False  # the process worker is `prefect worker start` itself
+    worker_sweeps = True  # `start_worker` ends dead runs and sweeps before the worker starts
 
     def __init__(
         self,
         settings: AirnubSettings,
         ports: Ports | None = None,
+        *,
         note: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.note = note or (lambda _line: None)
         state = settings.local_dir
         self.server = ManagedProcess("server", state)
         self.worker = ManagedProcess("worker", state)
         self.data = ManagedProcess("demo-data", state)
         self.ports = ports or self.recorded_ports() or self.wanted_ports()
-        self.note = note or (lambda _line: None)
 
     @property
     def db_file(self) -> Path:
@@ -90,9 +91,15 @@ class ProcessStack(LoopbackUrls):
             demo_data_url=self.data_url,
         )
 
+    @property
+    def prefect_home(self) -> Path:
+        """`PREFECT_HOME` of every part; flow-run processes inherit it from the worker, which
+        is how `deploy_tools.local.runs` tells this checkout's flow-run processes."""
+        return self.settings.local_dir / "prefect"
+
     def _base_env(self) -> dict[str, str]:
         env = server_settings.with_telemetry(os.environ, self.settings.telemetry)
-        env["PREFECT_HOME"] = str(self.settings.local_dir / "prefect")
+        env["PREFECT_HOME"] = str(self.prefect_home)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -189,11 +196,39 @@ class ProcessStack(LoopbackUrls):
             self.start_worker()
 
     def start_worker(self) -> None:
-        """Start the process worker on the local pool unless it runs (it polls every second).
+        """End what a dead worker left, then start the process worker on the local pool unless
+        it runs (it polls every second). Called under the stack lock (deploy local, stack up).
+
+        First, runs of the local pool that no live process runs end Crashed, and flow-run
+        processes whose worker is gone (a worker killed alone leaves its child running in its
+        own process group: nothing can cancel or watch it any longer) are stopped, their runs
+        Crashed (`deploy_tools.local.runs.end_runs_by_process`; runs of a live worker stay).
+        Then temp files under the data roots are swept: whatever their age when no flow-run
+        process of this checkout is left (no writer can exist), else at the age setting.
+        Each run ended and each sweep is told to `note`.
 
         One worker serves every project: its env holds each project's `<PREFIX>DATA_ROOT`.
         """
-        if self.worker.pid() is not None:
+        from deploy_tools.local.runs import (
+            end_runs_by_process,
+            flow_run_processes,
+            sweep_temp_files,
+        )
+        from deploy_tools.local.stack.lock import current_holder
+
+        worker = self.worker.pid()
+        holder = current_holder(self.settings.local_dir)
+        for run in end_runs_by_process(
+            self.api_url,
+            self.settings.local_pool,
+            self.prefect_home,
+            worker_pid=worker,
+            found_by=f"airnub {holder.command}" if holder else "the worker's start",
+        ):
+            self.note(f"flow run {run.name}: {run.previous} → {run.ended_as} ({run.why})")
+        no_writer = worker is None and not flow_run_processes(self.prefect_home)
+        sweep_temp_files(self.settings, self.note, max_age=0 if no_writer else None)
+        if worker is not None:
             return
         roots = {
             p.data_root_env: p.data_root
@@ -258,8 +293,15 @@ class ProcessStack(LoopbackUrls):
         )
 
     def stop_worker(self) -> bool:
-        """Stop the worker's process group (its flow-run subprocesses too); True if it ran."""
-        return self.worker.stop()
+        """Stop the worker's process group, then every flow-run process of this checkout still
+        alive (each leads its own group: the worker's own children, which the worker stops on
+        SIGTERM, and orphans of a killed worker); True if the worker ran."""
+        from deploy_tools.local.runs import flow_run_processes, stop_process
+
+        stopped = self.worker.stop()
+        for proc in flow_run_processes(self.prefect_home).values():
+            stop_process(proc)
+        return stopped
 
     def down(self, *, volumes: bool = False) -> list[str]:
         """Stop the worker, demo-data server and server started by `up`; return the names stopped.
