@@ -134,7 +134,9 @@ def report_partial(
             why = f"reading it back failed ({describe(lost or exc)})"
     if after is None:
         reporter.failure(f"what the Prefect server at {api_url} holds now is unknown: {why}.")
-        reporter.failure(f"before this deploy it had {len(before)} of the {len(keys)} deployment(s):")
+        reporter.failure(
+            f"before this deploy it had {len(before)} of the {len(keys)} deployment(s):"
+        )
         for key in keys:
             seen = before.get(key)
             reporter.failure(f"  {shown(key)}: " + (f"image {seen.image}" if seen else "absent"))
@@ -150,7 +152,9 @@ def report_partial(
         if seen is not None and seen.image != image_ref:
             note = f" (still image {seen.image}, not {image_ref})"
         reporter.failure(f"  {state:<9} {shown(key)}{note}")
-    counts = {s: sum(1 for _, x in states if x == s) for s in ("new", "updated", "unchanged", "missing")}
+    counts = {
+        s: sum(1 for _, x in states if x == s) for s in ("new", "updated", "unchanged", "missing")
+    }
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     return (
         f"the remote is partly deployed ({summary}): run `deploy remote` again; deployments of "
