@@ -1,6 +1,6 @@
 """Faults of a remote deploy, with real processes on 127.0.0.1: the remote's Prefect server
 killed while `prefect deploy` creates the deployments (by a loopback proxy that counts
-`POST /api/deployments/`), then restarted on the same port and database; and a remote that
+deployment writes), then restarted on the same port and database; and a remote that
 runs another Prefect version (a tiny HTTP stand-in).
 
 Every wait has a deadline and every subprocess a timeout; what a test starts it stops by PID.
@@ -13,6 +13,7 @@ import contextlib
 import faulthandler
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.stack]
 
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
                "accept-encoding", "upgrade", "date", "server", "content-encoding"}  # fmt: skip
+DEPLOYMENT_PATH = re.compile(r"/api/deployments/[0-9a-f-]{36}")
 
 
 # -- a remote Prefect server that can be killed and started again ------------------------------
@@ -124,7 +126,8 @@ def port_free(port: int) -> bool:
 # -- a loopback proxy that cuts the connection at the n-th deployment ---------------------------
 class CuttingProxy:
     """An HTTP proxy on 127.0.0.1 in front of `upstream` (an API URL's origin). At the
-    `cut_at`-th `POST /api/deployments/` it calls `on_cut` (kills the server) and from then on
+    `cut_at`-th deployment write (`POST /api/deployments/` creates one, `PATCH
+    /api/deployments/<id>` updates one) it calls `on_cut` (kills the server) and from then on
     closes every connection without an answer, until `reopen()`."""
 
     def __init__(self, upstream: str, cut_at: int, on_cut: Callable[[], None]) -> None:
@@ -143,7 +146,9 @@ class CuttingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with proxy.lock:
-                    if self.command == "POST" and self.path == "/api/deployments/":
+                    if (self.command, self.path) == ("POST", "/api/deployments/") or (
+                        self.command == "PATCH" and DEPLOYMENT_PATH.fullmatch(self.path)
+                    ):
                         proxy.posts += 1
                         if proxy.posts == proxy.cut_at:
                             proxy.on_cut()
@@ -236,79 +241,154 @@ def servers(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
         server.proc.stop()
 
 
-def test_a_server_killed_mid_deploy_is_read_back_and_a_rerun_converges(
-    checkout: Copy, registry: Registry, servers: Callable[[str], Server]
-) -> None:
-    figures: dict[str, float] = {}
-    # a clean deploy, to compare with
-    clean = servers("clean")
-    clean.start()
-    began = time.monotonic()
-    done = checkout.airnub("deploy", "remote", timeout=900, PREFECT_API_URL=clean.api_url,
-                           PREFECT_API_AUTH_STRING=clean.auth)  # fmt: skip
-    figures["clean deploy"] = time.monotonic() - began
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    expected = clean.deployments()
-    assert len(expected) == 3 and {d["name"] for d in expected} == {"docker"}
-    image = expected[0]["job_variables"]["image"]
-    assert "@sha256:" in image and all(d["job_variables"]["image"] == image for d in expected)
-    clean.proc.stop()
+@dataclass
+class Faulty:
+    """What `deploy remote` said when its server was killed at a deployment, and the times."""
 
-    # the same deploy to another fresh server, killed at the second deployment
-    server = servers("faulty")
-    server.start()
-    proxy = CuttingProxy(server.api_url.removesuffix("/api"), cut_at=2, on_cut=server.kill)
+    returncode: int
+    out: str
+    err: str
+    figures: dict[str, float]
+
+    def states(self) -> list[str]:
+        """The readback's state of each deployment, sorted."""
+        return sorted(
+            line.split()[0] for line in self.err.splitlines()
+            if line.startswith("  ") and line.split()[0] in ("new", "updated", "unchanged", "missing")
+        )  # fmt: skip
+
+
+def deploy_killed_at(checkout: Copy, server: Server, cut_at: int) -> Faulty:
+    """`airnub deploy remote` through a proxy that kills `server` at the `cut_at`-th deployment;
+    the server is started again (same port and database) and answers again through the proxy
+    once `prefect deploy` has given up, so deploy remote reads it back."""
+    proxy = CuttingProxy(server.api_url.removesuffix("/api"), cut_at=cut_at, on_cut=server.kill)
     env = {**checkout.env, "PREFECT_API_URL": proxy.api_url, "PREFECT_API_AUTH_STRING": server.auth}
-    out_file, err_file = (server.home / "deploy.out").open("w+"), (server.home / "deploy.err").open("w+")
-    airnub = subprocess.Popen([str(BIN / "airnub"), "deploy", "remote"], cwd=checkout.root,
-                              env=env, stdout=out_file, stderr=err_file, start_new_session=True)  # fmt: skip
+    out_path, err_path = server.home / f"deploy-{cut_at}.out", server.home / f"deploy-{cut_at}.err"
+    figures: dict[str, float] = {}
+    gave_up: list[float] = []
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        airnub = subprocess.Popen([str(BIN / "airnub"), "deploy", "remote"], cwd=checkout.root,
+                                  env=env, stdout=out_file, stderr=err_file,
+                                  start_new_session=True)  # fmt: skip
+
+    def watch() -> None:  # when `prefect deploy` (a child of airnub) exits after the cut
+        proxy.cut.wait(timeout=900)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and airnub.poll() is None:
+            if not [c for c in children(airnub.pid) if "--prefect-file" in c]:
+                gave_up.append(time.monotonic())
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         with hang_dump(1200):
             began = time.monotonic()
-            wait_for("the second POST /api/deployments/", lambda: proxy.cut.is_set() or
+            wait_for("the deployment to cut at", lambda: proxy.cut.is_set() or
                      airnub.poll() is not None, timeout=900)  # fmt: skip
-            assert proxy.cut.is_set(), (server.home / "deploy.err").read_text()[-4000:]
-            cut_at = time.monotonic()
+            assert proxy.cut.is_set(), err_path.read_text()[-4000:]
+            cut = time.monotonic()
+            figures["to the cut"] = cut - began
             server.reap()  # the old server is dead and its port free...
-            figures["restart"] = server.start()  # ...before it starts again, healthy
-            figures["prefect deploy gives up"] = cut_at - began + wait_for(
-                "prefect deploy to give up",
-                lambda: not [c for c in children(airnub.pid) if "--prefect-file" in c],
-                timeout=300,
-            )
+            figures["server restart"] = server.start()  # ...before it starts again, healthy
+            watcher.join(timeout=300)
+            assert gave_up, "prefect deploy did not give up within 300 s of the cut"
+            figures["prefect deploy gives up after the cut"] = gave_up[0] - cut
             reopened = time.monotonic()
             proxy.reopen()  # the server answers again: deploy remote reads it back
             airnub.wait(timeout=300)
-            figures["readback"] = time.monotonic() - reopened
+            figures["readback after the server answers"] = time.monotonic() - reopened
     finally:
         if airnub.poll() is None:
             os.killpg(airnub.pid, signal.SIGKILL)
             airnub.wait(timeout=30)
         proxy.close()
-        out_file.close()
-        err_file.close()
-    out, err = (server.home / "deploy.out").read_text(), (server.home / "deploy.err").read_text()
-    assert airnub.returncode == 1, out + err
+    out, err = out_path.read_text(), err_path.read_text()
     assert "Traceback" not in out + err and server.auth not in out + err
-    assert f"the Prefect server at {proxy.api_url} stopped answering" in err
+    assert f"the Prefect server at {proxy.api_url} stopped answering (" in err
     assert "prefect deploy's full output: .local/logs/prefect-deploy-alpha.log" in err
-    log = (checkout.root / ".local" / "logs" / "prefect-deploy-alpha.log").read_text()
-    assert "Traceback" in log  # the whole story is in the log, not on the terminal
     assert f"the Prefect server at {proxy.api_url} now has, of the 3 deployment(s):" in err
-    states = [line.split()[0] for line in err.splitlines() if line.startswith("  ")
-              and line.split()[0] in ("new", "updated", "unchanged", "missing")]  # fmt: skip
-    assert sorted(states) == ["missing", "missing", "new"], err
-    assert "(1 new, 0 updated, 0 unchanged, 2 missing)" in err
-    assert len(server.deployments()) == 1  # what the report says is what is there
+    return Faulty(airnub.returncode, out, err, figures)
 
-    # a re-run converges to what the clean deploy made
+
+@pytest.fixture(scope="module")
+def clean_deploy(
+    checkout: Copy, registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict[str, Any]]:
+    """The deployments a clean `deploy remote` makes on a fresh server."""
+    clean = Server(tmp_path_factory.mktemp("clean-server"))
+    clean.start()
+    try:
+        began = time.monotonic()
+        done = checkout.airnub("deploy", "remote", timeout=900, PREFECT_API_URL=clean.api_url,
+                               PREFECT_API_AUTH_STRING=clean.auth)  # fmt: skip
+        print(f"figures (s): clean deploy {time.monotonic() - began:.1f}")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        expected = clean.deployments()
+    finally:
+        clean.proc.stop()
+    assert len(expected) == 3 and {d["name"] for d in expected} == {"docker"}
+    image = expected[0]["job_variables"]["image"]
+    assert "@sha256:" in image and all(d["job_variables"]["image"] == image for d in expected)
+    return expected
+
+
+def rerun(checkout: Copy, server: Server) -> float:
+    """`deploy remote` again, straight to `server`; its duration."""
     began = time.monotonic()
     again = checkout.airnub("deploy", "remote", timeout=900, PREFECT_API_URL=server.api_url,
                             PREFECT_API_AUTH_STRING=server.auth)  # fmt: skip
-    figures["re-run"] = time.monotonic() - began
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
-    assert server.deployments() == expected
-    print("figures (s):", {k: round(v, 1) for k, v in figures.items()})
+    return time.monotonic() - began
+
+
+def test_a_server_killed_mid_deploy_is_read_back_and_a_rerun_converges(
+    checkout: Copy, clean_deploy: list[dict[str, Any]], servers: Callable[[str], Server]
+) -> None:
+    server = servers("faulty")
+    server.start()
+    # killed at the second of three deployments of a first deploy
+    first = deploy_killed_at(checkout, server, cut_at=2)
+    assert first.returncode == 1, first.out + first.err
+    assert first.states() == ["missing", "missing", "new"], first.err
+    assert "(1 new, 0 updated, 0 unchanged, 2 missing)" in first.err
+    assert len(server.deployments()) == 1  # what the report says is what is there
+    log = checkout.root / ".local" / "logs" / "prefect-deploy-alpha.log"
+    assert "Traceback" in log.read_text()  # the whole story is in the log, not on the terminal
+    first.figures["re-run"] = rerun(checkout, server)
+    assert server.deployments() == clean_deploy  # converged to what a clean deploy makes
+    print(
+        "figures (s), killed at the 2nd of 3 new:",
+        {k: round(v, 1) for k, v in first.figures.items()},
+    )
+
+    # killed at the second deployment of a deploy over existing ones
+    second = deploy_killed_at(checkout, server, cut_at=2)
+    assert second.returncode == 1, second.out + second.err
+    assert second.states() == ["unchanged", "unchanged", "updated"], second.err
+    second.figures["re-run"] = rerun(checkout, server)
+    assert server.deployments() == clean_deploy
+    print("figures (s), killed at the 2nd of 3 existing:",
+          {k: round(v, 1) for k, v in second.figures.items()})  # fmt: skip
+
+
+def test_a_server_killed_at_the_first_deployment_leaves_none_and_says_so(
+    checkout: Copy, clean_deploy: list[dict[str, Any]], servers: Callable[[str], Server]
+) -> None:
+    server = servers("faulty-first")
+    server.start()
+    faulty = deploy_killed_at(checkout, server, cut_at=1)
+    assert faulty.returncode == 1, faulty.out + faulty.err
+    assert faulty.states() == ["missing", "missing", "missing"], faulty.err
+    assert server.deployments() == []
+    faulty.figures["re-run"] = rerun(checkout, server)
+    assert server.deployments() == clean_deploy
+    print(
+        "figures (s), killed at the 1st of 3 new:",
+        {k: round(v, 1) for k, v in faulty.figures.items()},
+    )
 
 
 # -- another Prefect version on the remote --------------------------------------------------

@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -415,7 +416,8 @@ def _deploy(
 
 
 def deploy_log(settings: AirnubSettings, project: str) -> Path:
-    """Where `prefect deploy`'s full output for `project` goes (overwritten by each run)."""
+    """Where `prefect deploy`'s full output for `project` goes (each run appended, after a
+    header line with its time)."""
     return settings.local_dir / "logs" / f"prefect-deploy-{project}.log"
 
 
@@ -470,7 +472,11 @@ def _prefect_deploy(
         steps.DONE_ENV: json.dumps(done),
     }
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
+    with log.open("ab") as out:
+        out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} prefect deploy --all "
+                  f"--prefect-file {shown}\n".encode())  # fmt: skip
+        out.flush()
+        start = out.tell()
         try:
             code = subprocess.run(
                 [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
@@ -481,12 +487,11 @@ def _prefect_deploy(
             code = None
     if code == 0:
         return
+    cause = failure_cause(log.read_bytes()[start:].decode(errors="replace"))  # this run's
     if code is None:
         cause = f"it did not finish within {DEPLOY_TIMEOUT:.0f} s and was stopped"
     elif not server_answers(target.api_url):
-        cause = f"the Prefect server at {target.api_url} stopped answering"
-    else:
-        cause = failure_cause(log.read_text(errors="replace"))
+        cause = f"the Prefect server at {target.api_url} stopped answering ({cause})"
     reporter.step_finished("deploy", f"prefect deploy of {shown} failed: {cause}", ok=False)
     reporter.failure(f"  prefect deploy's full output: {settings.relative(log)}")
     raise PrefectDeployError(f"prefect deploy of {shown} failed ({cause})")
