@@ -494,7 +494,7 @@ def _prefect_deploy(
         cause = f"the Prefect server at {target.api_url} stopped answering ({cause})"
     reporter.step_finished("deploy", f"prefect deploy of {shown} failed: {cause}", ok=False)
     reporter.failure(f"  prefect deploy's full output: {settings.relative(log)}")
-    raise PrefectDeployError(f"prefect deploy of {shown} failed ({cause})")
+    raise PrefectDeployError(f"prefect deploy of {shown} failed")  # the cause: reported above
 
 
 def verify_deployments(api_url: str, entries: list[dict[str, Any]], image_ref: str) -> list[str]:
