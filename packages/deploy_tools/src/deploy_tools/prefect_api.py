@@ -94,3 +94,22 @@ def server_gone(exc: BaseException, api_url: str) -> BaseException | None:
     if lost is not None:
         return lost
     return None if server_answers(api_url) else exc
+
+
+def version_skew(server: str, client: str) -> str:
+    """How far the server's Prefect `server` is from this checkout's `client`: "same" (same
+    major and minor), "minor" or "major"; "unknown" when `server` is not a version.
+
+    Example:
+        >>> version_skew("3.4.2", "3.9.1"), version_skew("4.0.0", "3.9.1")
+        ('minor', 'major')
+    """
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        theirs, ours = Version(server), Version(client)
+    except InvalidVersion:
+        return "unknown"
+    if theirs.major != ours.major:
+        return "major"
+    return "same" if theirs.minor == ours.minor else "minor"

@@ -2,7 +2,13 @@
 → every file validated → build → the same gate inside the built image → push → pools,
 variables, blocks → `prefect deploy --all` of each project's `deploy/projects/<name>/prefect.yaml`
 (whose build and push steps reuse the image just pushed) → each deployment read back, its image
-checked to be the pushed digest.
+checked to be the pushed digest. The server's Prefect version is read first: another minor
+version than the lock's is a warning, another major is refused before anything is built.
+
+`prefect deploy` runs with bounded retries and timeouts, its full output in
+`.local/logs/prefect-deploy-<project>.log`. When it fails partway, the server is read back and
+each intended deployment reported new, updated, unchanged or missing (`remote.readback`); a
+re-run converges.
 
 Anything that fails before `prefect deploy` leaves the remote without a deployment change; the
 error says what to fix. Credentials (PREFECT_API_KEY, PREFECT_API_AUTH_STRING) are read by
@@ -14,15 +20,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy_tools import APP_DIR
-from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES
-from deploy_tools.reporting import DeployError, Reporter, check_entrypoints, report_changes
+from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES, version_skew
+from deploy_tools.reporting import (
+    DeployError,
+    Reporter,
+    check_entrypoints,
+    report_changes,
+    server_gone_error,
+)
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
 from deploy_tools.setup import SetupFiles, values
 
@@ -82,8 +96,9 @@ def remote_setup_files(settings: AirnubSettings) -> list[SetupFiles]:
     return groups
 
 
-def check_api(api_url: str) -> None:
-    """An authenticated call to the API (`/health` answers without credentials).
+def check_api(api_url: str) -> str | None:
+    """The server's Prefect version (GET /admin/version; None for Prefect Cloud, which has no
+    such call), then an authenticated call to the API (`/health` answers without credentials).
 
     Raises:
         DeployError: it does not answer, or refuses the credentials; the message says which.
@@ -93,13 +108,17 @@ def check_api(api_url: str) -> None:
 
     from deploy_tools.prefect_api import connection_failure, describe, use_api
 
-    async def probe() -> None:
+    async def probe() -> str | None:
+        from prefect.client.base import ServerType
+
         async with get_client() as client:
+            version = None if client.server_type == ServerType.CLOUD else await client.api_version()
             await client.read_work_pools(limit=1)
+        return None if version is None else str(version)
 
     try:
         with use_api(api_url, retries=GONE_RETRIES):
-            asyncio.run(probe())
+            return asyncio.run(probe())
     except PrefectHTTPStatusError as exc:
         status = exc.response.status_code
         if status in (401, 403):
@@ -119,6 +138,39 @@ def check_api(api_url: str) -> None:
             f"no Prefect API answers at {api_url} ({describe(lost)}); check PREFECT_API_URL; "
             "nothing was deployed"
         ) from None
+
+
+def check_server_version(reporter: Reporter, api_url: str, server: str | None) -> None:
+    """Compare the server's Prefect `server` with this checkout's (the locked `prefect`).
+
+    Another minor version is a warning naming both; another major is refused.
+
+    Raises:
+        DeployError: another major version (nothing was built, pushed or applied).
+    """
+    from importlib.metadata import version
+
+    if server is None:  # Prefect Cloud: always compatible with a current client
+        return
+    ours = version("prefect")
+    skew = version_skew(server, ours)
+    if skew == "major":
+        raise DeployError(
+            f"the Prefect server at {api_url} runs Prefect {server}, this checkout's lock has "
+            f"prefect {ours}: another major version, refused; nothing was built, pushed or "
+            "applied (upgrade the server, or deploy from a checkout locked to its version)"
+        )
+    if skew == "minor":
+        reporter.failure(
+            f"warning: the Prefect server at {api_url} runs Prefect {server}, this checkout's "
+            f"lock has prefect {ours}: deploying anyway (same major version); upgrade the "
+            "server if a deployment or a flow run fails"
+        )
+    elif skew == "unknown":
+        reporter.failure(
+            f"warning: the Prefect server at {api_url} reports version {server!r}, not a "
+            f"version number: not compared with this checkout's prefect {ours}"
+        )
 
 
 def remote_files(settings: AirnubSettings, name: str = REMOTE_DEPLOY_FILE) -> dict[str, Path]:
@@ -165,8 +217,13 @@ def deploy_remote(
         )
     check_entrypoints(list(files.values()), reporter)
     reporter.step_started("api", f"checking {target.api_url} with the credentials given")
-    check_api(target.api_url)
-    reporter.step_finished("api", f"{target.api_url} answers and accepts the credentials")
+    server_version = check_api(target.api_url)
+    reporter.step_finished(
+        "api",
+        f"{target.api_url} answers and accepts the credentials"
+        + (f" (Prefect {server_version})" if server_version else ""),
+    )
+    check_server_version(reporter, target.api_url, server_version)
     plan, deployments = _validate(settings, reporter, target, files)
     if dry_run:
         return _dry_run(reporter, target, plan, deployments)
@@ -311,6 +368,18 @@ def _apply(reporter: Reporter, target: RemoteTarget, plan: SetupPlan) -> None:
     report_changes(reporter, changes)
 
 
+class PrefectDeployError(DeployError):
+    """`prefect deploy` of one project's file failed (its cause was reported in one line)."""
+
+
+# `prefect deploy` talks to the remote with bounded patience: a lost connection is retried
+# twice (2 + 4 s back-off, not Prefect's default 5 retries, ~90 s), a request waits 30 s, and
+# the whole command (its build and push steps are reused, see steps.py) at most 10 minutes.
+DEPLOY_CLIENT_ENV = {"PREFECT_CLIENT_MAX_RETRIES": str(APPLY_RETRIES),
+                     "PREFECT_API_REQUEST_TIMEOUT": "30"}  # fmt: skip
+DEPLOY_TIMEOUT = 600.0
+
+
 def _deploy(
     settings: AirnubSettings,
     reporter: Reporter,
@@ -319,11 +388,34 @@ def _deploy(
     deployments: Deployments,
     done: dict[str, dict[str, str]],
 ) -> RemoteResult:
-    """`prefect deploy` each project's file (its steps reuse `done`), then read each back."""
+    """`prefect deploy` each project's file (its steps reuse `done`), then read each back.
+
+    What the server has of the intended deployments is read first: when a `prefect deploy`
+    fails, the server is read again and each is reported new, updated, unchanged or missing
+    (`deploy_tools.remote.readback`).
+
+    Raises:
+        DeployError: a `prefect deploy` failed (after the readback), or a deployment runs
+            another image than the pushed one.
+    """
+    from deploy_tools.prefect_api import connection_failure
+    from deploy_tools.remote import readback
+
     image_ref = done["push"]["image_ref"]
     result = RemoteResult(image_ref)
+    keys = [(d["entrypoint"], d["name"]) for entries in deployments.values() for d in entries]
+    try:
+        before = readback.read_deployments(target.api_url, keys)
+    except Exception as exc:
+        if (lost := connection_failure(exc)) is None:
+            raise
+        raise server_gone_error(target.api_url, "the read of its deployments", lost) from None
     for project, path in files.items():
-        _prefect_deploy(settings, reporter, target, path, done)
+        try:
+            _prefect_deploy(settings, reporter, target, project, path, done)
+        except PrefectDeployError as exc:
+            what_now = readback.report_partial(reporter, target.api_url, keys, before, image_ref)
+            raise DeployError(f"{exc} — {what_now}") from None
         result.deployments += verify_deployments(target.api_url, deployments[project], image_ref)
     reporter.step_finished(
         "deploy",
@@ -332,46 +424,86 @@ def _deploy(
     return result
 
 
+def deploy_log(settings: AirnubSettings, project: str) -> Path:
+    """Where `prefect deploy`'s full output for `project` goes (each run appended, after a
+    header line with its time)."""
+    return settings.local_dir / "logs" / f"prefect-deploy-{project}.log"
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception)\b.*)$")
+
+
+def failure_cause(output: str) -> str:
+    """The line of `prefect deploy`'s output that says why it failed: its last exception line
+    (`DeploymentApplyError: …`), else its last line.
+
+    Example:
+        >>> failure_cause("Traceback …\\n  raise x\\nhttpx.ReadError: reset\\nAn exception occurred.")
+        'httpx.ReadError: reset'
+    """
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if found := _EXCEPTION_LINE.match(line):
+            return found.group(1)[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
 def _prefect_deploy(
     settings: AirnubSettings,
     reporter: Reporter,
     target: RemoteTarget,
+    project: str,
     path: Path,
     done: dict[str, dict[str, str]],
 ) -> None:
     """`prefect deploy --all --prefect-file <path>` from the checkout; its steps reuse `done`.
 
+    Its full output goes to `deploy_log(settings, project)`.
+
     Raises:
-        DeployError: Prefect failed (its last lines are reported).
+        PrefectDeployError: Prefect failed or timed out; the one-line cause is reported.
     """
     from deploy_tools import server_settings
+    from deploy_tools.prefect_api import server_answers
     from deploy_tools.remote import steps
 
     shown = settings.relative(path)
+    log = deploy_log(settings, project)
     reporter.step_started("deploy", f"prefect deploy --all --prefect-file {shown}")
     prefect = Path(sys.executable).with_name("prefect")
     env = {
         **server_settings.with_telemetry(os.environ, settings.telemetry),
         "PREFECT_API_URL": target.api_url,
         "PREFECT_CLI_PROMPT": "false",
+        **DEPLOY_CLIENT_ENV,
         "AIRNUB_IMAGE": target.image,
         "AIRNUB_REGISTRY": target.registry,
         steps.DONE_ENV: json.dumps(done),
     }
-    proc = subprocess.run(
-        [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
-        cwd=settings.project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        reporter.step_finished("deploy", f"prefect deploy of {shown} failed ({proc.returncode})",
-                               ok=False)  # fmt: skip
-        for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]:
-            reporter.failure(f"  {line}")
-        raise DeployError("fix the error above and run `deploy remote` again")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} prefect deploy --all "
+                  f"--prefect-file {shown}\n".encode())  # fmt: skip
+        out.flush()
+        start = out.tell()
+        try:
+            code = subprocess.run(
+                [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
+                cwd=settings.project_dir, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, timeout=DEPLOY_TIMEOUT, check=False,
+            ).returncode  # fmt: skip
+        except subprocess.TimeoutExpired:
+            code = None
+    if code == 0:
+        return
+    cause = failure_cause(log.read_bytes()[start:].decode(errors="replace"))  # this run's
+    if code is None:
+        cause = f"it did not finish within {DEPLOY_TIMEOUT:.0f} s and was stopped"
+    elif not server_answers(target.api_url):
+        cause = f"the Prefect server at {target.api_url} stopped answering ({cause})"
+    reporter.step_finished("deploy", f"prefect deploy of {shown} failed: {cause}", ok=False)
+    reporter.failure(f"  prefect deploy's full output: {settings.relative(log)}")
+    raise PrefectDeployError(f"prefect deploy of {shown} failed")  # the cause: reported above
 
 
 def verify_deployments(api_url: str, entries: list[dict[str, Any]], image_ref: str) -> list[str]:
