@@ -23,7 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy_tools import APP_DIR, server_settings
-from deploy_tools.local.stack import compose_password as pw
+from deploy_tools.local.stack.compose_password import (
+    KEY,
+    append_password,
+    generate_password,
+    password_line,
+    read_password,
+    volume_mismatch,
+)
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PartLog, PartStatus, StackError
 from deploy_tools.local.stack.ports import (
@@ -190,9 +197,9 @@ class ComposeStack(LoopbackUrls):
         env = {**os.environ, **self.compose_env()}
         # `.env` is the password's one source: a POSTGRES_PASSWORD exported in the shell would
         # silently win over it. Commands that create nothing get a placeholder (no `.env`).
-        env.pop(pw.KEY, None)
+        env.pop(KEY, None)
         if looking:
-            env[pw.KEY] = _PLACEHOLDER
+            env[KEY] = _PLACEHOLDER
         return env
 
     def _compose(
@@ -233,9 +240,9 @@ class ComposeStack(LoopbackUrls):
         Raises:
             PasswordLineError: the line in `.env` would not reach PostgreSQL as written.
         """
-        if pw.read_password(self.env_file) is not None:
+        if read_password(self.env_file) is not None:
             return
-        pw.append_password(self.env_file, pw.generate_password())
+        append_password(self.env_file, generate_password())
         self.note(
             f"generated a PostgreSQL password into {self.env_file} (kept there, never printed)"
         )
@@ -260,16 +267,16 @@ class ComposeStack(LoopbackUrls):
             StackError: the volume exists and `.env` has no password, or compose reads
                 another value than this module does.
         """
-        entry = pw.read_password(self.env_file)
+        entry = read_password(self.env_file)
         if entry is None and (volume := self.pg_volume()) is not None:
-            raise StackError(pw.volume_mismatch(volume, self.env_file, missing=True))
+            raise StackError(volume_mismatch(volume, self.env_file, missing=True))
         self.ensure_password()
-        entry = pw.read_password(self.env_file)
+        entry = read_password(self.env_file)
         assert entry is not None
         proc = self._compose("config", "--format", "json", timeout=120)
         services = json.loads(proc.stdout).get("services", {})
         seen = {
-            "postgres": services.get(DB_SERVICE, {}).get("environment", {}).get(pw.KEY),
+            "postgres": services.get(DB_SERVICE, {}).get("environment", {}).get(KEY),
             "prefect-server": services.get(SERVICES["server"], {})
             .get("environment", {})
             .get("PREFECT_SERVER_DATABASE_PASSWORD"),
@@ -279,8 +286,8 @@ class ComposeStack(LoopbackUrls):
             if raw is None or raw.replace("$$", "$") != entry.value:
                 raise StackError(
                     f"{self.env_file} line {entry.line}: docker compose gives {service} another "
-                    f"{pw.KEY} than the line says. Write the line as\n  "
-                    f"{pw.password_line(entry.value)}\n(nothing was started)"
+                    f"{KEY} than the line says. Write the line as\n  "
+                    f"{password_line(entry.value)}\n(nothing was started)"
                 )
 
     def write_env_files(self) -> None:
@@ -388,7 +395,7 @@ class ComposeStack(LoopbackUrls):
                 self.container_data_root(p)
             if p.demo_data:
                 demo_data_folder(p.demo_data)
-        pw.read_password(self.env_file)  # a refused line stops here, before any build
+        read_password(self.env_file)  # a refused line stops here, before any build
         self.ensure_image()
         self.check_image()
         self.write_env_files()
@@ -467,7 +474,7 @@ class ComposeStack(LoopbackUrls):
         cannot log in would restart for ever)."""
         self._compose("stop", "--timeout", "5", *services, check=False, timeout=120)
         volume = self.pg_volume() or f"{self.project}_{PG_VOLUME}"
-        return pw.volume_mismatch(volume, self.env_file) + " Its containers were stopped."
+        return volume_mismatch(volume, self.env_file) + " Its containers were stopped."
 
     def start_worker(self) -> None:
         """Start the worker container (its pool exists by now); wait until it is healthy."""
