@@ -4,10 +4,13 @@ same values against `docker compose config`)."""
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from deploy_tools.local.stack import ComposeStack, Ports
+from deploy_tools.local.stack.compose import project_name
 from deploy_tools.local.stack.compose_password import (
     PasswordLineError,
     append_password,
@@ -16,6 +19,7 @@ from deploy_tools.local.stack.compose_password import (
     read_password,
     volume_mismatch,
 )
+from deploy_tools.settings import load_settings
 
 TRICKY = "$ @ / % ? # ' \" space \\"
 # Values a user may pick, each with the characters compose's dotenv rules treat specially.
@@ -158,3 +162,39 @@ def test_the_mismatch_message_names_the_volume_and_both_ways_out(tmp_path: Path)
     assert "restore the old password" in message
     assert "deploy:down --volumes --yes" in message
     assert "has no POSTGRES_PASSWORD" in volume_mismatch("v", tmp_path / ".env", missing=True)
+
+
+# -- how ComposeStack uses it (no Docker) ---------------------------------------------------
+def test_commands_that_only_look_use_the_recorded_project_and_need_no_env(
+    make_checkout: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_checkout("checkout")
+    monkeypatch.setenv("AIRNUB_COMPOSE_FILES", '["deploy/override.yaml"]')
+    started = ComposeStack(load_settings(root), Ports(4300, 8800))
+    started.record_project()  # as `up` does
+    monkeypatch.delenv("AIRNUB_COMPOSE_FILES")  # e.g. it was in the .env that is now gone
+    monkeypatch.setenv("POSTGRES_PASSWORD", "from-the-shell")
+    later = ComposeStack(load_settings(root), Ports(4300, 8800))
+    root = later.settings.project_dir
+    files = [
+        "-f",
+        str(root / "deploy" / "compose.yaml"),
+        "-f",
+        str(root / "deploy" / "override.yaml"),
+    ]
+    assert later.compose_args(looking=True) == [
+        "docker", "compose", *files, "-p", project_name(root)
+    ]  # fmt: skip
+    (root / ".env").write_text("POSTGRES_PASSWORD=x\n")
+    assert later.compose_args(looking=True)[-4:-2] == ["--env-file", str(root / ".env")]
+    # `.env` is the password's one source: the shell's never reaches compose.
+    assert "POSTGRES_PASSWORD" not in later._env(looking=False)
+    assert later._env(looking=True)["POSTGRES_PASSWORD"] == "unused-by-this-command"
+
+
+def test_compose_warnings_are_shown_once_each(make_checkout: Callable[[str], Path]) -> None:
+    notes: list[str] = []
+    s = ComposeStack(load_settings(make_checkout("checkout")), Ports(4300, 8800), note=notes.append)
+    warning = 'time="2026-12-02T06:39:50Z" level=warning msg="The \\"b\\" variable is not set."'
+    s._show_warnings(f"{warning}\n{warning}\n Container x  Started\n")
+    assert notes == ['docker compose: The "b" variable is not set.']

@@ -6,7 +6,11 @@ containers run is in the compose file and in the env files written here from
 `deploy_tools.server_settings` (the same settings as the process mode):
 
 - `.local/compose/server.env`, `.local/compose/worker.env`: no secret in them;
-- `.env` (git-ignored): `POSTGRES_PASSWORD`, generated on first use, never printed.
+- `.local/compose/project.json`: the project and files of the last `up`, which ps, logs,
+  stop and down use (they need no `.env`, so they find a stack whose `.env` is gone);
+- `.env` (git-ignored): `POSTGRES_PASSWORD`, generated on first use, never printed; a line
+  compose would read differently than written is refused (`compose_password`), and the value
+  `docker compose config` gives the containers must be that one.
 
 Flows write under `/app/data` in the worker, the checkout's `data/` on the host.
 """
