@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from deploy_tools.local.stack.compose import project_name
+from deploy_tools.local.stack.compose_password import password_line
 from tests.checkout import REPO, clean_env, git_copy
 from tests.stack.test_local_stack import free_port
 
@@ -31,7 +32,9 @@ AIRNUB = Path(sys.executable).parent / "airnub"
 TEST_IMAGE = "airnub-worker:compose-test"
 OVERRIDE = "tests/compose/compose.test.yaml"
 ARTIFACTS = REPO / "test-artifacts"
-HAND_PICKED_PASSWORD = "p@ss:w/rd#50%"  # a throwaway password, with URL-special characters
+# A throwaway password with what a database URL must quote and compose's .env rules treat
+# specially ($ # ' " \ and spaces): it must reach PostgreSQL and the server byte for byte.
+HAND_PICKED_PASSWORD = "$ @ / % ? # ' \" space \\ p@ss:w/rd#50%"
 
 
 def _image_present(image: str) -> bool:
@@ -144,7 +147,7 @@ def make_checkout(dest: Path, images: dict[str, str]) -> Checkout:
     # tested in packages/deploy_tools/tests/test_compose_stack_files.py.
     fd = os.open(root / ".env", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"POSTGRES_PASSWORD='{HAND_PICKED_PASSWORD}'\n")
+        fh.write(password_line(HAND_PICKED_PASSWORD) + "\n")
     return Checkout(root, env, project_name(root.resolve()))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from deploy_tools import server_settings
+from deploy_tools.local.stack.compose_password import password_line
 from tests.compose.conftest import (
     ARTIFACTS,
     HAND_PICKED_PASSWORD,
@@ -156,7 +157,7 @@ def test_a_hand_picked_password_works_is_kept_and_never_written_elsewhere(
 ) -> None:
     env_file = compose_stack.root / ".env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert env_file.read_text() == f"POSTGRES_PASSWORD='{HAND_PICKED_PASSWORD}'\n"  # kept
+    assert env_file.read_text() == password_line(HAND_PICKED_PASSWORD) + "\n"  # kept
     password = HAND_PICKED_PASSWORD
     assert compose_stack.api("GET", "/health") is True  # the server reached PostgreSQL with it
     assert password not in compose_stack.deploy_output

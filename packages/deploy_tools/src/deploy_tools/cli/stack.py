@@ -83,7 +83,7 @@ def down(
     import sys
 
     from deploy_tools.local.service import stop_local
-    from deploy_tools.local.stack import running_stack
+    from deploy_tools.local.stack import StackError, running_stack
 
     if volumes and not yes:
         if not sys.stdin.isatty():
@@ -92,9 +92,12 @@ def down(
             "Delete the server's data (deployments, blocks, variables, run history)?", abort=True
         )
     config = terminal.settings()
-    with terminal.steps() as reporter:
-        stack = running_stack(config, mode, note=terminal.note)
-        stopped = stop_local(config, stack, reporter, wait=not no_wait, volumes=volumes).stopped
+    try:
+        with terminal.steps() as reporter:
+            stack = running_stack(config, mode, note=terminal.note)
+            stopped = stop_local(config, stack, reporter, wait=not no_wait, volumes=volumes).stopped
+    except StackError as exc:  # compose could not list or stop the containers: say why
+        raise terminal.fail(str(exc)) from None
     terminal.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     if volumes:
         terminal.console.print("the server's data was deleted")

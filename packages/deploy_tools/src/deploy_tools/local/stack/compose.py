@@ -6,7 +6,11 @@ containers run is in the compose file and in the env files written here from
 `deploy_tools.server_settings` (the same settings as the process mode):
 
 - `.local/compose/server.env`, `.local/compose/worker.env`: no secret in them;
-- `.env` (git-ignored): `POSTGRES_PASSWORD`, generated on first use, never printed.
+- `.local/compose/project.json`: the project and files of the last `up`, which ps, logs,
+  stop and down use (they need no `.env`, so they find a stack whose `.env` is gone);
+- `.env` (git-ignored): `POSTGRES_PASSWORD`, generated on first use, never printed; a line
+  compose would read differently than written is refused (`compose_password`), and the value
+  `docker compose config` gives the containers must be that one.
 
 Flows write under `/app/data` in the worker, the checkout's `data/` on the host.
 """
@@ -17,12 +21,20 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from deploy_tools import APP_DIR, server_settings
+from deploy_tools.local.stack.compose_password import (
+    KEY,
+    append_password,
+    generate_password,
+    password_line,
+    read_password,
+    volume_mismatch,
+)
 from deploy_tools.local.stack.demo_data import demo_data_folder
 from deploy_tools.local.stack.interface import PartLog, PartStatus, StackError
 from deploy_tools.local.stack.ports import (
@@ -40,7 +52,13 @@ SERVER_PORT = 4200  # inside the containers
 DATA_PORT = 8000
 SERVICES = {"server": "prefect-server", "worker": "worker", "demo-data": "demo-data"}
 DB_SERVICE = "postgres"
+PG_VOLUME = "pgdata-15"  # PostgreSQL's volume in compose.yaml
 WAIT_SECONDS = 180
+PROJECT_FILE = "project.json"  # under .local/compose/: the project and files of the last up
+AUTH_FAILED = "password authentication failed"
+# Commands that only look at or stop containers: they need neither `.env` nor the password.
+_LOOKING = {"ps", "logs", "stop", "down"}
+_PLACEHOLDER = "unused-by-this-command"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # compose logs keep the containers' line erases
 
 
@@ -81,6 +99,7 @@ class ComposeStack(LoopbackUrls):
         self.project = settings.compose_project or project_name(settings.project_dir)
         self.build = build
         self.note = note or (lambda _line: None)
+        self._warned: set[str] = set()
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -139,24 +158,62 @@ class ComposeStack(LoopbackUrls):
             "STACK_DATA_DIR": str(self.data_dir),
         }
 
-    def compose_args(self) -> list[str]:
-        """`docker compose` with this checkout's files, `.env` and project name."""
-        files = [self.settings.compose_file] + [
+    def compose_files(self) -> list[Path]:
+        """deploy/compose.yaml and the files applied over it (AIRNUB_COMPOSE_FILES)."""
+        return [self.settings.compose_file] + [
             self.settings.project_dir / f for f in self.settings.compose_files
         ]
+
+    def compose_args(self, *, looking: bool = False) -> list[str]:
+        """`docker compose` with this checkout's files, `.env` and project name.
+
+        `looking` (ps, logs, stop, down): the project and files the last `up` recorded in
+        `.local/compose/project.json`, and `.env` only if it exists; they find the stack
+        even when `.env` or the AIRNUB_* settings in it are gone.
+        """
+        project, files = self.project, self.compose_files()
+        if looking and (recorded := self.recorded_project()) is not None:
+            project, files = recorded
         args = ["docker", "compose"]
         for f in files:
             args += ["-f", str(f)]
-        return [*args, "--env-file", str(self.env_file), "-p", self.project]
+        if not looking or self.env_file.exists():
+            args += ["--env-file", str(self.env_file)]
+        return [*args, "-p", project]
+
+    def recorded_project(self) -> tuple[str, list[Path]] | None:
+        """The compose project and files of the last `up` (None: none recorded)."""
+        try:
+            raw = json.loads((self.state_dir / PROJECT_FILE).read_text())
+            return str(raw["project"]), [Path(f) for f in raw["files"]]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def record_project(self) -> None:
+        """Remember the project and files of this `up` for ps, logs, stop and down."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        files = [str(f) for f in self.compose_files()]
+        (self.state_dir / PROJECT_FILE).write_text(
+            json.dumps({"project": self.project, "files": files}, indent=2) + "\n"
+        )
+
+    def _env(self, *, looking: bool) -> dict[str, str]:
+        env = {**os.environ, **self.compose_env()}
+        # `.env` is the password's one source: a POSTGRES_PASSWORD exported in the shell would
+        # silently win over it. Commands that create nothing get a placeholder (no `.env`).
+        env.pop(KEY, None)
+        if looking:
+            env[KEY] = _PLACEHOLDER
+        return env
 
     def _compose(
         self, *args: str, check: bool = True, capture: bool = True, timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.compose_env()}
+        looking = args[0] in _LOOKING
         try:
             proc = subprocess.run(
-                [*self.compose_args(), *args],
-                env=env,
+                [*self.compose_args(looking=looking), *args],
+                env=self._env(looking=looking),
                 capture_output=capture,
                 text=True,
                 timeout=timeout,
@@ -164,27 +221,78 @@ class ComposeStack(LoopbackUrls):
             )
         except FileNotFoundError:
             raise StackError("`docker` is not installed; use --mode process") from None
+        self._show_warnings(proc.stderr)
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
             raise StackError(f"docker compose {' '.join(args[:2])} failed:\n{tail}")
         return proc
 
+    def _show_warnings(self, stderr: str | None) -> None:
+        """Pass compose's own warnings (an unset variable, an ignored key) on to the user."""
+        for line in (stderr or "").splitlines():
+            if "level=warning" in line or line.startswith("WARN["):
+                msg = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+                text = msg.group(1).replace('\\"', '"') if msg else line.strip()
+                if text not in self._warned:
+                    self._warned.add(text)
+                    self.note(f"docker compose: {text}")
+
     # -- preparing the host ----------------------------------------------------------------
     def ensure_password(self) -> None:
-        """Give `.env` a POSTGRES_PASSWORD unless it has one (the file is made 0600)."""
-        path = self.env_file
-        text = path.read_text() if path.exists() else ""
-        if re.search(r"^\s*POSTGRES_PASSWORD\s*=\s*\S", text, re.MULTILINE):
+        """Give `.env` a POSTGRES_PASSWORD unless it has one (the file is made 0600).
+
+        Raises:
+            PasswordLineError: the line in `.env` would not reach PostgreSQL as written.
+        """
+        if read_password(self.env_file) is not None:
             return
-        if not text:
-            text = "# Local settings of the compose stack (git-ignored). See .env.example.\n"
-        elif not text.endswith("\n"):
-            text += "\n"
-        text += f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        self.note(f"generated a PostgreSQL password into {path} (kept there, never printed)")
+        append_password(self.env_file, generate_password())
+        self.note(
+            f"generated a PostgreSQL password into {self.env_file} (kept there, never printed)"
+        )
+
+    def pg_volume(self) -> str | None:
+        """The name of this project's PostgreSQL volume when it exists."""
+        proc = subprocess.run(
+            ["docker", "volume", "ls", "-q",
+             "--filter", f"label=com.docker.compose.project={self.project}",
+             "--filter", f"label=com.docker.compose.volume={PG_VOLUME}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        names = proc.stdout.split() if proc.returncode == 0 else []
+        return names[0] if names else None
+
+    def check_password(self) -> None:
+        """Before anything starts: `.env`'s password is one compose reads as written, and a kept
+        volume is not handed a newly generated one; `docker compose config` agrees.
+
+        Raises:
+            PasswordLineError: the line would be changed by compose (the fix is in the message).
+            StackError: the volume exists and `.env` has no password, or compose reads
+                another value than this module does.
+        """
+        entry = read_password(self.env_file)
+        if entry is None and (volume := self.pg_volume()) is not None:
+            raise StackError(volume_mismatch(volume, self.env_file, missing=True))
+        self.ensure_password()
+        entry = read_password(self.env_file)
+        assert entry is not None
+        proc = self._compose("config", "--format", "json", timeout=120)
+        services = json.loads(proc.stdout).get("services", {})
+        seen = {
+            "postgres": services.get(DB_SERVICE, {}).get("environment", {}).get(KEY),
+            "prefect-server": services.get(SERVICES["server"], {})
+            .get("environment", {})
+            .get("PREFECT_SERVER_DATABASE_PASSWORD"),
+        }
+        for service, raw in seen.items():
+            # `config` writes a literal $ as $$ (so its output is a valid compose file).
+            if raw is None or raw.replace("$$", "$") != entry.value:
+                raise StackError(
+                    f"{self.env_file} line {entry.line}: docker compose gives {service} another "
+                    f"{KEY} than the line says. Write the line as\n  "
+                    f"{password_line(entry.value)}\n(nothing was started)"
+                )
 
     def write_env_files(self) -> None:
         """`.local/compose/server.env` and `worker.env` from `server_settings`."""
@@ -264,11 +372,12 @@ class ComposeStack(LoopbackUrls):
 
     # -- lifecycle ------------------------------------------------------------------------
     def running(self) -> dict[str, dict[str, str]]:
-        """`docker compose ps` of the project, by service name (containers that exist)."""
-        proc = self._compose("ps", "--all", "--format", "json", check=False)
-        if proc.returncode != 0:
-            return {}
-        text = proc.stdout.strip()
+        """`docker compose ps` of the project, by service name (containers that exist).
+
+        Raises:
+            StackError: compose cannot list them (the engine does not answer, a bad file).
+        """
+        text = self._compose("ps", "--all", "--format", "json", timeout=120).stdout.strip()
         rows = (
             json.loads(text)
             if text.startswith("[")
@@ -281,7 +390,8 @@ class ComposeStack(LoopbackUrls):
 
         Raises:
             PortInUseError: a port is taken by another program.
-            StackError: a service did not become healthy; the message says where to look.
+            StackError: a service did not become healthy, or `.env`'s password cannot be used
+                as written (or does not open the kept volume); the message says what to do.
         """
         s = self.settings
         for p in s.projects:  # before anything starts: a bad project stops here
@@ -289,10 +399,11 @@ class ComposeStack(LoopbackUrls):
                 self.container_data_root(p)
             if p.demo_data:
                 demo_data_folder(p.demo_data)
+        read_password(self.env_file)  # a refused line stops here, before any build
         self.ensure_image()
         self.check_image()
-        self.ensure_password()
         self.write_env_files()
+        self.check_password()
         self.prepare_data_dirs()
         ps = self.running()
         if ps.get(SERVICES["server"], {}).get("State") != "running":
@@ -309,21 +420,65 @@ class ComposeStack(LoopbackUrls):
                 "set AIRNUB_POSTGRES_IMAGE=airnub/postgres:15-bookworm)"
             )
         record_stack(s, self.ports, mode="compose")
+        self.record_project()
         self._up(DB_SERVICE, SERVICES["server"], SERVICES["demo-data"])
         if worker:
             self.start_worker()
 
     def _up(self, *services: str) -> None:
-        proc = self._compose(
-            "up", "--detach", "--wait", "--wait-timeout", str(WAIT_SECONDS), *services,
-            check=False,
-        )  # fmt: skip
+        """`up --wait` of `services`; while it waits, PostgreSQL's log is watched for a
+        refused password (a kept volume made with another one): that ends the wait at once."""
+        since = time.time() - 1
+        cmd = [*self.compose_args(), "up", "--detach", "--wait",
+               "--wait-timeout", str(WAIT_SECONDS), *services]  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                env=self._env(looking=False),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        except FileNotFoundError:
+            raise StackError("`docker` is not installed; use --mode process") from None
+        deadline = time.monotonic() + WAIT_SECONDS + 120
+        while True:
+            try:
+                out, err = proc.communicate(timeout=3)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if DB_SERVICE in services and self._auth_failed(since):
+                proc.terminate()
+                proc.communicate(timeout=60)
+                raise StackError(self._mismatch(services))
+            if time.monotonic() > deadline:
+                proc.kill()
+                out, err = proc.communicate(timeout=60)
+                break
+        self._show_warnings(err)
         if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-10:])
+            if DB_SERVICE in services and self._auth_failed(since):
+                raise StackError(self._mismatch(services))
+            tail = "\n".join((err or out or "").strip().splitlines()[-10:])
             raise StackError(
                 f"docker compose up {' '.join(services)} failed:\n{tail}\n"
                 "`airnub stack logs` shows each service's log"
             )
+
+    def _auth_failed(self, since: float) -> bool:
+        """True when PostgreSQL refused a password since `since` (a Unix time)."""
+        proc = self._compose(
+            "logs", "--no-color", "--since", str(int(since)), DB_SERVICE, check=False, timeout=60
+        )  # fmt: skip
+        return AUTH_FAILED in proc.stdout + proc.stderr
+
+    def _mismatch(self, services: tuple[str, ...]) -> str:
+        """The mismatch message, once the containers just started are stopped (a server that
+        cannot log in would restart for ever)."""
+        self._compose("stop", "--timeout", "5", *services, check=False, timeout=120)
+        volume = self.pg_volume() or f"{self.project}_{PG_VOLUME}"
+        return volume_mismatch(volume, self.env_file) + " Its containers were stopped."
 
     def start_worker(self) -> None:
         """Start the worker container (its pool exists by now); wait until it is healthy."""
@@ -346,12 +501,21 @@ class ComposeStack(LoopbackUrls):
         return stopped
 
     def status(self) -> list[PartStatus]:
-        """State and health of each container (PostgreSQL too)."""
-        ps = self.running()
+        """State and health of each container (PostgreSQL too); "unknown" when compose
+        cannot list them (with its reason), never "not running" on a guess."""
+        project = (self.recorded_project() or (self.project, []))[0]
+        try:
+            ps = self.running()
+        except StackError as exc:
+            why = str(exc).replace("\n", " ")
+            return [
+                PartStatus(part, None, False, f"unknown: {why}", f"docker compose -p {project} ps")
+                for part in (*SERVICES, DB_SERVICE)
+            ]
         out = []
         for part, service in (*SERVICES.items(), (DB_SERVICE, DB_SERVICE)):
             row = ps.get(service)
-            where = f"docker compose -p {self.project} logs {service}"
+            where = f"docker compose -p {project} logs {service}"
             if row is None or row.get("State") != "running":
                 state = "not running" if row is None else str(row.get("State"))
                 out.append(PartStatus(part, None, False, state, where))
@@ -372,10 +536,11 @@ class ComposeStack(LoopbackUrls):
         if part != "all" and part not in aliases:
             raise ValueError(f"unknown part {part!r}: expected {', '.join(known)} or all")
         chosen = known if part == "all" else [aliases[part]]
+        project = (self.recorded_project() or (self.project, []))[0]
         out = []
         for name in chosen:
             service = SERVICES.get(name, name)
-            where = f"docker compose -p {self.project} logs {service}"
+            where = f"docker compose -p {project} logs {service}"
             if lines <= 0:
                 out.append(PartLog(name, where, []))
                 continue
@@ -392,6 +557,7 @@ def _container_pid(container_id: str) -> int | None:
         ["docker", "inspect", "--format", "{{.State.Pid}}", container_id],
         capture_output=True,
         text=True,
+        timeout=60,
         check=False,
     )
     try:
