@@ -204,9 +204,10 @@ def test_a_line_compose_would_change_is_refused_before_anything_starts(
         assert done.returncode == 1, output(done)
         assert (
             f"{env_file} line 2: POSTGRES_PASSWORD would not reach PostgreSQL as written: "
-            "compose replaces `$…` in double quotes with a variable's value. Write the line as "
-            "POSTGRES_PASSWORD='a$b c' (nothing was started)"
+            "compose replaces `$…` in double quotes with a variable's value. Write it between "
+            "single quotes: POSTGRES_PASSWORD='<the password>' (nothing was started)"
         ) in output(done)
+        assert "a$b c" not in output(done)  # the password is never shown
         assert containers(compose_stack) == before  # nothing restarted or recreated
 
         env_file.write_text(

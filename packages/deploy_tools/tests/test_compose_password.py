@@ -87,6 +87,14 @@ def test_lines_compose_reads_as_written_are_accepted(tmp_path: Path, line: str, 
     assert entry is not None and entry.value == value
 
 
+HINTS = {
+    "'": "Write it between single quotes:\n  POSTGRES_PASSWORD='<the password>'",
+    '"': "Write it between double quotes, with a \\ before each \\, \" and $ in it:\n"
+    '  POSTGRES_PASSWORD="<the password, escaped>"',
+    "a": "Write it unquoted:\n  POSTGRES_PASSWORD=<the password>",
+}
+
+
 @pytest.mark.parametrize(
     ("line", "why", "fix"),
     [
@@ -115,8 +123,10 @@ def test_lines_compose_would_change_are_refused_with_the_line_to_write(
     message = str(caught.value)
     assert message.startswith(f"{path} line 2: POSTGRES_PASSWORD would not reach PostgreSQL")
     assert why in message
-    assert f"Write the line as\n  {fix}\n(nothing was started)" in message
-    # The suggested line is itself accepted and gives the meant value.
+    # The form of the line to write is given, never the password (a terminal can be recorded).
+    assert f"{HINTS.get(fix[18], HINTS['a'])}\n(nothing was started)" in message
+    assert (fix[19:-1] if fix[18] in "'\"" else fix[18:]) not in message
+    # The line of that form is accepted and gives the meant value.
     (path.parent / "fixed.env").write_text(fix + "\n")
     assert read_password(path.parent / "fixed.env") is not None
 

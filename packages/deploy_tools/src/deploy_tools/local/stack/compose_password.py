@@ -102,13 +102,27 @@ def read_password(env_file: Path) -> PasswordEntry | None:
     if problem is None:
         return PasswordEntry(number, value)
     try:
-        fix = f"Write the line as\n  {password_line(value)}"
+        fix = _fix(password_line(value))
     except ValueError as exc:
         fix = f"Choose another password: {exc}."
     raise PasswordLineError(
         f"{where}: {KEY} would not reach PostgreSQL as written: {problem}. {fix}\n"
         "(nothing was started)"
     )
+
+
+def _fix(line: str) -> str:
+    """How to write the line `line` would be, without showing the password (a terminal can be
+    recorded: CI logs, screen shares)."""
+    quote = line[len(KEY) + 1 : len(KEY) + 2]
+    if quote == "'":
+        return f"Write it between single quotes:\n  {KEY}='<the password>'"
+    if quote == '"':
+        return (
+            "Write it between double quotes, with a \\ before each \\, \" and $ in it:\n"
+            f'  {KEY}="<the password, escaped>"'
+        )
+    return f"Write it unquoted:\n  {KEY}=<the password>"
 
 
 def _parse(text: str) -> tuple[str, str | None]:
