@@ -89,7 +89,7 @@ def test_lines_compose_reads_as_written_are_accepted(tmp_path: Path, line: str, 
 
 HINTS = {
     "'": "Write it between single quotes:\n  POSTGRES_PASSWORD='<the password>'",
-    '"': "Write it between double quotes, with a \\ before each \\, \" and $ in it:\n"
+    '"': 'Write it between double quotes, with a \\ before each \\, " and $ in it:\n'
     '  POSTGRES_PASSWORD="<the password, escaped>"',
     "a": "Write it unquoted:\n  POSTGRES_PASSWORD=<the password>",
 }

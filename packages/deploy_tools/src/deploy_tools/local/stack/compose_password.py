@@ -119,7 +119,7 @@ def _fix(line: str) -> str:
         return f"Write it between single quotes:\n  {KEY}='<the password>'"
     if quote == '"':
         return (
-            "Write it between double quotes, with a \\ before each \\, \" and $ in it:\n"
+            'Write it between double quotes, with a \\ before each \\, " and $ in it:\n'
             f'  {KEY}="<the password, escaped>"'
         )
     return f"Write it unquoted:\n  {KEY}=<the password>"
