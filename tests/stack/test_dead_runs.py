@@ -17,13 +17,14 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.compose.slow_server import Slow
 from tests.stack import test_stack_safety
 from tests.stack.test_stack_safety import (
     HOUR,
@@ -36,32 +37,6 @@ from tests.stack.test_stack_safety import (
 
 pytestmark = pytest.mark.stack
 project = test_stack_safety.project  # its module-scoped stack project: one for this module too
-
-ROW = b"%08d,slow,1\n"
-ROWS = 4 * 1024 * 1024 // len(ROW % 0)
-CHUNK = 2000  # rows per write: ~100 writes, one every 0.2 s
-
-
-class Slow(BaseHTTPRequestHandler):
-    """A CSV source that sends 4 MiB over about 20 s."""
-
-    def do_GET(self) -> None:
-        header = b"n,kind,value\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/csv")
-        self.send_header("Content-Length", str(len(header) + ROWS * len(ROW % 0)))
-        self.end_headers()
-        self.wfile.write(header)
-        try:
-            for start in range(0, ROWS, CHUNK):
-                self.wfile.write(b"".join(ROW % i for i in range(start, min(start + CHUNK, ROWS))))
-                self.wfile.flush()
-                time.sleep(0.2)
-        except OSError:
-            pass  # the reader was killed: that is the point
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

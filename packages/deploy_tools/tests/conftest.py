@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,34 @@ def make_checkout(
 def checkout(make_checkout: Callable[[str], Path]) -> Path:
     """A copy of the fixture checkout to read and edit (see the module docstring)."""
     return make_checkout("checkout")
+
+
+@dataclass
+class RecordingReporter:
+    """A `Reporter` that keeps every call, in order, as `(kind, text)`."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def step_started(self, step: str, detail: str = "") -> None:
+        self.calls.append(("started", step))
+
+    def progress(self, step: str, detail: str) -> None:
+        self.calls.append(("progress", f"{step}: {detail}"))
+
+    def step_finished(self, step: str, detail: str = "", *, ok: bool = True) -> None:
+        self.calls.append(("finished" if ok else "failed", f"{step}: {detail}"))
+
+    def info(self, message: str) -> None:
+        self.calls.append(("info", message))
+
+    def failure(self, message: str) -> None:
+        self.calls.append(("failure", message))
+
+    def of(self, kind: str) -> list[str]:
+        return [text for k, text in self.calls if k == kind]
+
+
+@pytest.fixture
+def reporter() -> RecordingReporter:
+    """A fresh `RecordingReporter`."""
+    return RecordingReporter()

@@ -5,8 +5,8 @@ What needs a real server (apply, demo runs) is covered end to end by tests/stack
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,30 +15,8 @@ from deploy_tools.local.stack import PartLog, PartStatus, Ports, ProcessStack, S
 from deploy_tools.reporting import DeployError
 from deploy_tools.settings import ProjectSettings, load_settings
 
-
-@dataclass
-class RecordingReporter:
-    """Every call, in order, as `(method, text)`."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def step_started(self, step: str, detail: str = "") -> None:
-        self.calls.append(("started", step))
-
-    def progress(self, step: str, detail: str) -> None:
-        self.calls.append(("progress", f"{step}: {detail}"))
-
-    def step_finished(self, step: str, detail: str = "", *, ok: bool = True) -> None:
-        self.calls.append(("finished" if ok else "failed", f"{step}: {detail}"))
-
-    def info(self, message: str) -> None:
-        self.calls.append(("info", message))
-
-    def failure(self, message: str) -> None:
-        self.calls.append(("failure", message))
-
-    def of(self, kind: str) -> list[str]:
-        return [text for k, text in self.calls if k == kind]
+if TYPE_CHECKING:
+    from conftest import RecordingReporter
 
 
 class InertStack:
@@ -99,7 +77,9 @@ def test_gate_files_are_every_project_file_and_remote_on_request(checkout: Path)
     assert gate_files(settings, remote=True) == [*local, projects / "alpha" / "prefect.yaml"]
 
 
-def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
+def test_a_broken_entrypoint_stops_before_the_stack(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     path = checkout / "deploy" / "projects" / "alpha" / "prefect.local.yaml"
     path.write_text(
         path.read_text().replace(
@@ -107,7 +87,7 @@ def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
         )
     )
     settings = load_settings(checkout)
-    stack, reporter = InertStack(settings), RecordingReporter()
+    stack = InertStack(settings)
     with pytest.raises(DeployError, match="fix the entrypoints above"):
         deploy_local(settings, stack, reporter)
     assert stack.asked == []
@@ -119,22 +99,25 @@ def test_a_broken_entrypoint_stops_before_the_stack(checkout: Path) -> None:
     assert reporter.of("failed") == ["entrypoints: 1 of 4 entrypoints are broken"]
 
 
-def test_a_stack_that_cannot_start_is_one_error(checkout: Path) -> None:
+def test_a_stack_that_cannot_start_is_one_error(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     settings = load_settings(checkout)
     stack = InertStack(settings, up_error="port 4200 on 127.0.0.1 is taken by another program")
-    reporter = RecordingReporter()
     with pytest.raises(DeployError, match=r"port 4200 on 127\.0\.0\.1 is taken"):
         deploy_local(settings, stack, reporter)
     assert reporter.of("finished") == ["entrypoints: all 4 import as flows"]
     assert reporter.of("failed") == ["stack: did not start"]
 
 
-def test_invalid_files_apply_nothing_and_start_no_worker(checkout: Path) -> None:
+def test_invalid_files_apply_nothing_and_start_no_worker(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     (checkout / "deploy" / "projects" / "alpha" / "variables" / "bad.yaml").write_text(
         "name: alpha_bad\nvalue: 1\ntags: not-a-list\n"
     )
     settings = load_settings(checkout)
-    stack, reporter = InertStack(settings), RecordingReporter()
+    stack = InertStack(settings)
     with pytest.raises(DeployError, match="setup apply stopped; the stack is up"):
         deploy_local(settings, stack, reporter)
     assert stack.asked == ["up"]
@@ -144,19 +127,21 @@ def test_invalid_files_apply_nothing_and_start_no_worker(checkout: Path) -> None
     )
 
 
-def test_no_file_defines_the_local_pool(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_file_defines_the_local_pool(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch, reporter: RecordingReporter
+) -> None:
     monkeypatch.setenv("AIRNUB_LOCAL_POOL", "other-pool")
     (checkout / "deploy" / "work_pools" / "local-process.yaml").write_text(
         "name: local-process\ntype: process\n"
     )
     settings = load_settings(checkout)
-    stack, reporter = InertStack(settings), RecordingReporter()
+    stack = InertStack(settings)
     with pytest.raises(DeployError, match="setup apply stopped"):
         deploy_local(settings, stack, reporter)
     assert any("local pool 'other-pool'" in f for f in reporter.of("failure"))
 
 
-def test_no_projects_is_a_clear_error(checkout: Path) -> None:
+def test_no_projects_is_a_clear_error(checkout: Path, reporter: RecordingReporter) -> None:
     for name in ("fixture_alpha", "fixture_beta"):  # members, but no longer projects
         path = checkout / "packages" / name / "pyproject.toml"
         path.write_text(path.read_text().split("[tool.airnub.project]")[0])
@@ -164,13 +149,14 @@ def test_no_projects_is_a_clear_error(checkout: Path) -> None:
     with pytest.raises(
         DeployError, match=r"no project in the workspace \(a member under packages/ with a \["
     ):
-        deploy_local(settings, InertStack(settings), RecordingReporter())
+        deploy_local(settings, InertStack(settings), reporter)
 
 
-def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
+def test_no_server_under_a_demo_run_is_one_line(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     from deploy_tools.local.service import run_deployment
 
-    reporter = RecordingReporter()
     with pytest.raises(DeployError) as caught:
         run_deployment(
             InertStack(load_settings(checkout)), "alpha_pipeline/local", reporter, timeout=5
@@ -184,11 +170,12 @@ def test_no_server_under_a_demo_run_is_one_line(checkout: Path) -> None:
     assert reporter.of("failed") == ["alpha_pipeline/local: the Prefect server stopped answering"]
 
 
-def test_no_server_under_setup_apply_is_one_line(checkout: Path) -> None:
+def test_no_server_under_setup_apply_is_one_line(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     from deploy_tools.local.service import apply_setup
 
     settings = load_settings(checkout)
-    reporter = RecordingReporter()
     with pytest.raises(DeployError) as caught:
         apply_setup(settings, InertStack(settings), reporter)
     assert str(caught.value).startswith(
@@ -216,6 +203,7 @@ def _part_file(folder: Path, age: float) -> Path:
 
 def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
     checkout: Path,
+    reporter: RecordingReporter,
 ) -> None:
     settings = load_settings(checkout)
     alpha = settings.project("alpha")  # beta has no data root: nothing to sweep there
@@ -224,7 +212,6 @@ def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
     young = _part_file(alpha.data_root / "raw" / "x", 60)
     other = alpha.data_root / "notes.part"
     other.write_text("not a temp file of ours")
-    reporter = RecordingReporter()
     with pytest.raises(DeployError) as caught:
         deploy_local(settings, InertStack(settings), reporter)  # the inert stack has no server
     assert "stopped answering during setup apply" in str(caught.value)
@@ -236,7 +223,9 @@ def test_deploy_local_sweeps_old_temp_files_of_every_project_before_apply(
     ]
 
 
-def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
+def test_deploy_local_refuses_without_wait_while_the_lock_is_held(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     import os
 
     from deploy_tools.local.stack.lock import StackLock
@@ -247,7 +236,7 @@ def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path
         StackLock(settings.local_dir, "stack down"),
         pytest.raises(DeployError) as caught,
     ):
-        deploy_local(settings, stack, RecordingReporter(), wait=False)
+        deploy_local(settings, stack, reporter, wait=False)
     assert str(caught.value) == (
         f"stack down (pid {os.getpid()}) is starting or stopping the stack of this checkout; "
         "run again without --no-wait to wait for it"
@@ -255,17 +244,21 @@ def test_deploy_local_refuses_without_wait_while_the_lock_is_held(checkout: Path
     assert stack.asked == []
 
 
-def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(checkout: Path) -> None:
+def test_stop_local_stops_the_worker_first_and_tells_no_server_nothing(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     from deploy_tools.local.service import stop_local
 
     settings = load_settings(checkout)
     stack = InertStack(settings)
-    result = stop_local(settings, stack, RecordingReporter())
+    result = stop_local(settings, stack, reporter)
     assert stack.asked == ["stop_worker", "down"]
     assert result.cancelled == [] and result.stopped == []
 
 
-def test_stop_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) -> None:
+def test_stop_local_refuses_without_wait_while_the_lock_is_held(
+    checkout: Path, reporter: RecordingReporter
+) -> None:
     from deploy_tools.local.service import stop_local
     from deploy_tools.local.stack.lock import StackLock
 
@@ -275,5 +268,5 @@ def test_stop_local_refuses_without_wait_while_the_lock_is_held(checkout: Path) 
         StackLock(settings.local_dir, "deploy local"),
         pytest.raises(DeployError, match=r"^deploy local \(pid \d+\) is starting or stopping"),
     ):
-        stop_local(settings, stack, RecordingReporter(), wait=False)
+        stop_local(settings, stack, reporter, wait=False)
     assert stack.asked == []

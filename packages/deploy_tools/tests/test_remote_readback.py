@@ -8,10 +8,10 @@ import base64
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,33 +22,12 @@ from deploy_tools.remote.service import RemoteTarget, deploy_remote, failure_cau
 from deploy_tools.reporting import DeployError
 from deploy_tools.settings import load_settings
 
+if TYPE_CHECKING:
+    from conftest import RecordingReporter
+
+
 LOCKED = version("prefect")
 AUTH = "airnub:stand-in-secret"
-
-
-@dataclass
-class RecordingReporter:
-    """Every call, in order, as `(kind, text)`."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def step_started(self, step: str, detail: str = "") -> None:
-        self.calls.append(("started", step))
-
-    def progress(self, step: str, detail: str) -> None:
-        self.calls.append(("progress", f"{step}: {detail}"))
-
-    def step_finished(self, step: str, detail: str = "", *, ok: bool = True) -> None:
-        self.calls.append(("finished" if ok else "failed", f"{step}: {detail}"))
-
-    def info(self, message: str) -> None:
-        self.calls.append(("info", message))
-
-    def failure(self, message: str) -> None:
-        self.calls.append(("failure", message))
-
-    def of(self, kind: str) -> list[str]:
-        return [text for k, text in self.calls if k == kind]
 
 
 @pytest.mark.parametrize(
@@ -95,12 +74,12 @@ def test_a_deployment_made_again_is_new_and_an_image_change_alone_is_updated() -
 
 def test_the_report_lists_each_state_and_what_still_runs_the_old_image(
     monkeypatch: pytest.MonkeyPatch,
+    reporter: RecordingReporter,
 ) -> None:
     before = {B: Seen("id-b", "t0", "img@old")}
     after = {A: Seen("id-a", "t1", "img@new"), B: Seen("id-b", "t0", "img@old")}
     monkeypatch.setattr(readback, "wait_until_answering", lambda url, timeout: True)
     monkeypatch.setattr(readback, "read_deployments", lambda url, keys: after)
-    reporter = RecordingReporter()
     line = readback.report_partial(reporter, "http://r/api", [A, B, C], before, "img@new")
     assert reporter.of("failure") == [
         "the Prefect server at http://r/api now has, of the 3 deployment(s):",
@@ -112,8 +91,9 @@ def test_the_report_lists_each_state_and_what_still_runs_the_old_image(
     assert "run `deploy remote` again" in line
 
 
-def test_a_server_that_stays_away_is_said_unknown_with_what_it_had_before() -> None:
-    reporter = RecordingReporter()
+def test_a_server_that_stays_away_is_said_unknown_with_what_it_had_before(
+    reporter: RecordingReporter,
+) -> None:
     before = {B: Seen("id-b", "t0", "img@old")}
     line = readback.report_partial(reporter, "http://127.0.0.1:9/api", [A, B], before, "img@new",
                                    wait=0)  # fmt: skip
@@ -213,7 +193,11 @@ def auth(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_another_major_version_is_refused_before_anything_is_built(
-    checkout: Path, stand_in: Callable[[str], StandIn], auth: None, monkeypatch: pytest.MonkeyPatch
+    checkout: Path,
+    stand_in: Callable[[str], StandIn],
+    auth: None,
+    monkeypatch: pytest.MonkeyPatch,
+    reporter: RecordingReporter,
 ) -> None:
     from deploy_tools.remote import steps
 
@@ -224,7 +208,7 @@ def test_another_major_version_is_refused_before_anything_is_built(
     server = stand_in("4.0.0")
     target = RemoteTarget(server.api_url, "127.0.0.1:9", "airnub-worker:never")
     with pytest.raises(DeployError) as refused:
-        deploy_remote(load_settings(checkout), RecordingReporter(), target)
+        deploy_remote(load_settings(checkout), reporter, target)
     assert str(refused.value).startswith(
         f"the Prefect server at {server.api_url} runs Prefect 4.0.0, this checkout's lock has "
         f"prefect {LOCKED}: another major version, refused; nothing was built, pushed or applied"
@@ -235,10 +219,9 @@ def test_another_major_version_is_refused_before_anything_is_built(
 
 
 def test_another_minor_version_is_a_warning_naming_both(
-    checkout: Path, stand_in: Callable[[str], StandIn], auth: None
+    checkout: Path, stand_in: Callable[[str], StandIn], auth: None, reporter: RecordingReporter
 ) -> None:
     server = stand_in("3.4.2")
-    reporter = RecordingReporter()
     target = RemoteTarget(server.api_url, "127.0.0.1:9", "airnub-worker:never")
     result = deploy_remote(load_settings(checkout), reporter, target, dry_run=True)
     assert result.deployments  # the dry run went on
@@ -254,10 +237,9 @@ def test_another_minor_version_is_a_warning_naming_both(
 
 
 def test_the_same_minor_version_says_nothing(
-    checkout: Path, stand_in: Callable[[str], StandIn], auth: None
+    checkout: Path, stand_in: Callable[[str], StandIn], auth: None, reporter: RecordingReporter
 ) -> None:
     server = stand_in(LOCKED)
-    reporter = RecordingReporter()
     target = RemoteTarget(server.api_url, "127.0.0.1:9", "airnub-worker:never")
     deploy_remote(load_settings(checkout), reporter, target, dry_run=True)
     assert reporter.of("failure") == []
