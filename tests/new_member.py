@@ -37,10 +37,12 @@ def add_member(root: Path, module: str, *, virtual: bool = False) -> str:
 
 
 def lock_and_commit(root: Path, message: str) -> None:
-    """`uv lock` (offline: no new third-party package) and commit everything at HEAD's time:
+    """`uv lock` (as `airnub new project` runs it: the index may be asked, since uv's cache on a
+    fresh machine need not hold every locked package's metadata for every Python split; no new
+    third-party package is added) and commit everything at HEAD's time:
     the commit time stays the one `git_copy` gave, so the image's dependency layer (stamped
     with uv.lock's commit time) is still reused from the build cache."""
-    run(["uv", "lock", "--offline", "--quiet"], root)
+    run(["uv", "lock", "--quiet"], root)
     when = run(["git", "log", "-1", "--format=%cI"], root).strip()
     ident = ["-c", "user.email=t@t", "-c", "user.name=t"]
     run(["git", *ident, "add", "-A"], root)
