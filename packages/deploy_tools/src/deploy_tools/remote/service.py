@@ -245,7 +245,7 @@ def _validate(
         DeployError: an invalid file or an unknown pool; nothing was built or deployed.
     """
     from deploy_tools.setup import SetupFilesError, load_plan
-    from deploy_tools.setup.pools import PoolUse, missing_pools
+    from deploy_tools.setup.pools import PoolUse, deployment_job_variable_problems, missing_pools
 
     reporter.step_started("files", "validating deploy/ for the remote")
     deployments = {name: load_remote_file(path)["deployments"] for name, path in files.items()}
@@ -261,6 +261,7 @@ def _validate(
             settings.relative(files[project]),
             f"deployments[{i}] ({d['name']}).work_pool.name",
             d["work_pool"]["name"],
+            d["work_pool"].get("job_variables") or {},
         )
         for project, entries in deployments.items()
         for i, d in enumerate(entries)
@@ -268,8 +269,9 @@ def _validate(
     defined = {p.name for p in plan.work_pools}
     nowhere = "no file under deploy/work_pools/ defines it for the remote"
     unknown = missing_pools(uses, defined, nowhere=nowhere)
+    unknown += deployment_job_variable_problems(uses, plan.work_pools)
     if unknown:
-        reporter.step_finished("files", "a deployment names an unknown pool:", ok=False)
+        reporter.step_finished("files", "a deployment's work pool does not fit:", ok=False)
         for problem in unknown:
             reporter.failure(f"  {problem}")
         raise DeployError("deploy remote stopped before building")

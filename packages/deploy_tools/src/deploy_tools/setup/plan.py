@@ -26,7 +26,12 @@ from deploy_tools.setup.models import (
     VariableFile,
     WorkPoolFile,
 )
-from deploy_tools.setup.pools import PoolUse, base_job_template, missing_pools
+from deploy_tools.setup.pools import (
+    PoolUse,
+    base_job_template,
+    deployment_job_variable_problems,
+    missing_pools,
+)
 from deploy_tools.setup.templating import render, template_problems
 from pipeline_core.urls import has_userinfo
 
@@ -323,6 +328,7 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
     """
     problems: list[str] = []
     plan = SetupPlan()
+    defined: list[WorkPoolFile] = []  # every valid pool file, for either target
     origin: dict[int, Path] = {}  # id of a planned object -> its file, for duplicate names
 
     for group in groups:
@@ -337,8 +343,9 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
             if pool:
                 try:
                     base_job_template(pool)
+                    defined.append(pool)
                 except ValueError as exc:
-                    problems.append(f"{where}: {exc}")
+                    problems.extend(f"{where}: {line}" for line in str(exc).splitlines())
                 if target in pool.stacks:  # every pool file is validated, for either target
                     plan.work_pools.append(pool)
                     origin[id(pool)] = path
@@ -363,6 +370,11 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
             plan.deployments.extend(_plan_deployments(file, shown_path(file, base), env, problems))
 
     _check_names(plan, base, origin, problems)
+    uses = [
+        PoolUse(d.where, f"{d.key}.work_pool.name", d.spec.work_pool.name, d.spec.work_pool.job_variables)
+        for d in plan.deployments
+    ]
+    problems.extend(deployment_job_variable_problems(uses, defined))
     if problems:
         raise SetupFilesError(problems)
     # Blocks that reference others are applied after them.
