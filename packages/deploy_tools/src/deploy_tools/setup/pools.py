@@ -94,7 +94,7 @@ def job_variable_problems(
     properties = template["variables"]["properties"]
     unknown = [k for k in values if k not in properties]
     problems = [
-        f"{key}.{k}: not a variable of this {worker_type} pool's base job template "
+        f"{key}.{k}: not a {worker_type} job variable "
         f"(expected one of: {', '.join(sorted(properties))})"
         for k in unknown
     ]
