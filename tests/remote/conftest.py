@@ -26,6 +26,7 @@ from tests.stack.test_local_stack import free_port
 
 BIN = Path(sys.executable).parent
 TEST_IMAGE = "airnub-worker:remote-test"
+VOLUME = "airnub-alpha-data"  # the named volume alpha's prefect.yaml mounts at /app/data
 
 
 def _start(name: str, folder: Path, cmd: list[str], env: dict[str, str]) -> ManagedProcess:
@@ -226,3 +227,34 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         yield S3(endpoint, "alpha-data", env)
     finally:
         proc.stop()
+
+
+# -- the deploy and a Docker worker, shared by the modules that run flows ----------------------
+@pytest.fixture(scope="session")
+def deployed(checkout: Copy, remote: Remote, registry: Registry) -> str:
+    """`airnub deploy remote` of the copy, once per session: the pushed image reference."""
+    pushes = registry.pushes()
+    done = checkout.airnub("deploy", "remote")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    assert registry.pushes() == pushes + 1  # `prefect deploy`'s push step did not push again
+    assert remote.auth not in out
+    found = re.search(r"Image\s+(\S+@sha256:[0-9a-f]{64})", done.stdout)
+    assert found, out
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def docker_worker(
+    deployed: str, remote: Remote, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A prefect-docker worker of the remote's pool, for one module (stopped at its end)."""
+    env = remote.client_env(PREFECT_WORKER_QUERY_SECONDS="1")
+    proc = _start("worker", tmp_path_factory.mktemp("docker-worker"),
+                  [str(BIN / "prefect"), "worker", "start", "--type", "docker",
+                   "--pool", "airnub-docker", "--name", "remote-test"], env)  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.stop()
+        subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)

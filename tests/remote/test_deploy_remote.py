@@ -7,20 +7,16 @@ pushed digest, and plain `prefect deploy` of the same file.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.remote.conftest import BIN, S3, Copy, Registry, Remote, _start
+from tests.remote.conftest import BIN, S3, VOLUME, Copy, Registry, Remote
 from tests.stack.test_local_stack import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
-
-VOLUME = "airnub-alpha-data"  # the named volume alpha's prefect.yaml mounts at /app/data
 
 
 def nothing_deployed(remote: Remote) -> None:
@@ -98,34 +94,6 @@ def test_dry_run_prints_the_plan_and_touches_nothing(checkout: Copy, remote: Rem
 
 
 # -- the deploy and a run -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def deployed(checkout: Copy, remote: Remote, registry: Registry) -> str:
-    pushes = registry.pushes()
-    done = checkout.airnub("deploy", "remote")
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
-    assert registry.pushes() == pushes + 1  # `prefect deploy`'s push step did not push again
-    assert remote.auth not in out
-    found = re.search(r"Image\s+(\S+@sha256:[0-9a-f]{64})", done.stdout)
-    assert found, out
-    return found.group(1)
-
-
-@pytest.fixture(scope="module")
-def docker_worker(
-    deployed: str, remote: Remote, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    env = remote.client_env(PREFECT_WORKER_QUERY_SECONDS="1")
-    proc = _start("worker", tmp_path_factory.mktemp("docker-worker"),
-                  [str(BIN / "prefect"), "worker", "start", "--type", "docker",
-                   "--pool", "airnub-docker", "--name", "remote-test"], env)  # fmt: skip
-    try:
-        yield
-    finally:
-        proc.stop()
-        subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)
-
-
 def test_every_deployment_names_the_pushed_digest(deployed: str, remote: Remote) -> None:
     deps = [d for d in remote.api("POST", "/deployments/filter", {}) if d["name"] == "docker"]
     assert sorted(d["entrypoint"] for d in deps) == [

@@ -16,8 +16,8 @@ import pytest
 
 from deploy_tools.local.service import setup_files
 from deploy_tools.local.stack import Ports, ProcessStack
-from deploy_tools.reporting import DeployError
 from deploy_tools.remote.service import RemoteTarget, _validate, remote_files, remote_setup_files
+from deploy_tools.reporting import DeployError
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import SetupFilesError, load_plan
 from deploy_tools.setup.pools import base_job_template
@@ -84,6 +84,8 @@ def test_the_docker_pool_limits_flow_runs_by_default(repo_pool: Path) -> None:
         ("mem_limit: 2 GB", "job_variables.mem_limit: '2 GB' is not a size: digits and b, k, m "
                             "or g (e.g. 512m, 2g)"),
         ("mem_limit: 1m", "job_variables.mem_limit: '1m' is less than Docker's minimum, 6m"),
+        ("mem_limit: null", "job_variables.memswap_limit: '2g' without mem_limit; Docker "
+                            "refuses it"),
         ("volumes: /data:/app/data", "job_variables.volumes: expected a list of strings or null, "
                                      "got '/data:/app/data'"),
         ("image_pull_policy: Sometimes", "job_variables.image_pull_policy: expected one of "

@@ -371,7 +371,12 @@ def load_plan(groups: Sequence[SetupFiles], *, base: Path, target: str = "local"
 
     _check_names(plan, base, origin, problems)
     uses = [
-        PoolUse(d.where, f"{d.key}.work_pool.name", d.spec.work_pool.name, d.spec.work_pool.job_variables)
+        PoolUse(
+            d.where,
+            f"{d.key}.work_pool.name",
+            d.spec.work_pool.name,
+            d.spec.work_pool.job_variables,
+        )
         for d in plan.deployments
     ]
     problems.extend(deployment_job_variable_problems(uses, defined))

@@ -110,7 +110,7 @@ def job_variable_problems(
         return problems
     merged = {**_defaults(template), **given}
     if worker_type == "docker":
-        problems += [f"{key}.{p}" for p in _docker_problems(merged, set(given))]
+        problems += [f"{key}.{p}" for p in _docker_problems(merged)]
     if worker_type == "kubernetes":
         problems += [
             f"{key}.{k}: {given[k]!r} is not a Kubernetes quantity (e.g. 250m, 1, 512Mi, 1Gi)"
@@ -146,8 +146,9 @@ def _size(value: Any) -> int | None:
     return int(found.group(1)) * _UNIT[found.group(2).lower()] if found else None
 
 
-def _docker_problems(merged: Mapping[str, Any], given: Collection[str]) -> list[str]:
-    """Problems of the Docker values prefect-docker passes to docker-py as they are."""
+def _docker_problems(merged: Mapping[str, Any]) -> list[str]:
+    """Problems of the Docker values prefect-docker passes to docker-py as they are (the
+    template's defaults with the values given over them)."""
     from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
 
     problems = []
@@ -159,23 +160,24 @@ def _docker_problems(merged: Mapping[str, Any], given: Collection[str]) -> list[
         if size is None:
             problems.append(f"{name}: {value!r} is not a size: digits and b, k, m or g "
                             "(e.g. 512m, 2g)")  # fmt: skip
-        elif size < _DOCKER_MIN_MEMORY and name in given:
+        elif size < _DOCKER_MIN_MEMORY:
             problems.append(f"{name}: {value!r} is less than Docker's minimum, 6m")
+    if memory is None and swap is not None:
+        problems.append(f"memswap_limit: {swap!r} without mem_limit; Docker refuses it")
     mem_size, swap_size = _size(memory), _size(swap)
-    if mem_size and swap_size and swap_size < mem_size and {"mem_limit", "memswap_limit"} & set(given):
+    if mem_size and swap_size and swap_size < mem_size:
         problems.append(f"memswap_limit: {swap!r} is less than mem_limit {memory!r}; Docker "
                         "refuses it (memswap_limit is memory plus swap: equal means no swap)")  # fmt: skip
     kwargs = merged.get("container_create_kwargs") or {}
-    if "container_create_kwargs" in given:
-        accepted = {*RUN_CREATE_KWARGS, *RUN_HOST_CONFIG_KWARGS, "ports", "network",
-                    "networking_config"}  # fmt: skip
-        for name in sorted(set(kwargs) - accepted):
-            problems.append(f"container_create_kwargs.{name}: not an argument of docker-py's "
-                            "containers.create")  # fmt: skip
-        for name in _DOCKER_INT_KWARGS:
-            value = kwargs.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                problems.append(f"container_create_kwargs.{name}: {value!r} is not an integer")
+    accepted = {*RUN_CREATE_KWARGS, *RUN_HOST_CONFIG_KWARGS, "ports", "network",
+                "networking_config"}  # fmt: skip
+    for name in sorted(set(kwargs) - accepted):
+        problems.append(f"container_create_kwargs.{name}: not an argument of docker-py's "
+                        "containers.create")  # fmt: skip
+    for name in _DOCKER_INT_KWARGS:
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            problems.append(f"container_create_kwargs.{name}: {value!r} is not an integer")
     return problems
 
 
