@@ -60,12 +60,30 @@ def prefect_schedule(spec: Schedule, anchor: datetime | None = None) -> Any:
     return IntervalSchedule(interval=spec.interval, **({"anchor_date": start} if start else {}), **tz)  # type: ignore[arg-type]
 
 
+def _as_written(rrule: str, tz: str | None) -> str:
+    """`rrule` without the DTSTART line Prefect adds to a rule that has none (a recent anchor
+    in phase with 2020-01-01 for a MINUTELY/SECONDLY rule, else 2020-01-01 itself:
+    PrefectHQ/prefect#21362), so the file's rule compares equal to the server's."""
+    import dateutil.tz
+    from prefect._internal.schemas.validators import normalize_rrule_string
+
+    first, _, rest = rrule.partition("\n")
+    if not first.startswith("DTSTART:") or "DTSTART" in rest.upper():
+        return rrule
+    try:
+        at = datetime.strptime(first.removeprefix("DTSTART:"), "%Y%m%dT%H%M%S")
+    except ValueError:
+        return rrule
+    at = at.replace(tzinfo=dateutil.tz.gettz(tz or "UTC"))
+    return rest if normalize_rrule_string(rest, now=at, timezone=tz) == rrule else rrule
+
+
 def _identity(schedule: Any) -> tuple[Any, ...]:
     """What a schedule is, independent of how its anchor's offset is written."""
     if hasattr(schedule, "cron"):
         return ("cron", schedule.cron, schedule.timezone, schedule.day_or)
     if hasattr(schedule, "rrule"):
-        return ("rrule", schedule.rrule, schedule.timezone)
+        return ("rrule", _as_written(schedule.rrule, schedule.timezone), schedule.timezone)
     return ("interval", schedule.interval.total_seconds(), schedule.anchor_date.timestamp(),
             schedule.timezone)  # fmt: skip
 
