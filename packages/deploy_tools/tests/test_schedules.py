@@ -10,6 +10,7 @@ counting the scheduled runs (start times, run ids, schedule ids) after each.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -100,7 +101,10 @@ def test_a_remote_file_needs_a_slug_on_each_schedule_and_an_anchor_on_each_inter
         load_remote_file(file)
     text = str(err.value)
     assert "deployments.0.schedules.0\n  Value error, a remote file's schedule needs a slug" in text
-    assert "deployments.0.schedules.1\n  Value error, a remote file's interval needs anchor_date" in text
+    assert (
+        "deployments.0.schedules.1\n  Value error, a remote file's interval needs anchor_date"
+        in text
+    )
     write_project(tmp_path, SCHEDULES.replace("      - interval: PT15M\n", ""))
     with pytest.raises(DeployError, match="needs a slug"):
         load_remote_file(file)  # the cron and the rrule have none
@@ -109,7 +113,9 @@ def test_a_remote_file_needs_a_slug_on_each_schedule_and_an_anchor_on_each_inter
     assert len(load_remote_file(file)["deployments"][0]["schedules"]) == 2
 
 
-def _on_server(spec: Schedule, slug: str | None = None, anchor: str = "2026-03-01T10:00:00Z") -> Any:
+def _on_server(
+    spec: Schedule, slug: str | None = None, anchor: str = "2026-03-01T10:00:00Z"
+) -> Any:
     from prefect.client.schemas.objects import DeploymentSchedule
     from prefect.client.schemas.schedules import IntervalSchedule
 
@@ -302,10 +308,12 @@ def test_prefect_deploy_of_a_remote_file_keeps_ids_and_start_times(
         # interval's start times move to the deploy time.
         ids = {s for s, _, _ in before["plain"]["schedules"]}
         assert ids.isdisjoint(s for s, _, _ in after["plain"]["schedules"])
-        intervals = [{x for _, _, x in r["plain"]["schedules"] if "interval" in x} for r in (before, after)]
+        intervals = [
+            {x for _, _, x in r["plain"]["schedules"] if "interval" in x} for r in (before, after)
+        ]
         assert intervals[0] != intervals[1]  # its anchor_date moved
     counts = [len(r["stable"]["runs"]) for r in rounds]
     kept = [len({r for *_, r in a["stable"]["runs"]} & {r for *_, r in b["stable"]["runs"]})
-            for a, b in zip(rounds, rounds[1:])]  # fmt: skip
+            for a, b in itertools.pairwise(rounds)]  # fmt: skip
     print(f"prefect deploy x4, scheduled runs of `stable`: {counts}; run ids kept {kept}")
     assert all(counts)  # right after each deploy: no gap until the scheduler's next loop

@@ -417,7 +417,9 @@ def _deploy(
         except PrefectDeployError as exc:
             what_now = readback.report_partial(reporter, target.api_url, keys, before, image_ref)
             raise DeployError(f"{exc} — {what_now}") from None
-        schedule_deployed(target.api_url, [(d["entrypoint"], d["name"]) for d in deployments[project]])
+        schedule_deployed(
+            target.api_url, [(d["entrypoint"], d["name"]) for d in deployments[project]]
+        )
         result.deployments += verify_deployments(target.api_url, deployments[project], image_ref)
     reporter.step_finished(
         "deploy",

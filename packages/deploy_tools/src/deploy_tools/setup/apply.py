@@ -273,7 +273,9 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
         return Change("deployment", full_name, "unchanged")  # its scheduled runs are kept
     if not same:
         # An update, not create_deployment's upsert: that one recreates every schedule.
-        queue = {"work_queue_name": spec.work_pool.work_queue_name} if spec.work_pool.work_queue_name else {}
+        queue: dict[str, Any] = {}
+        if spec.work_pool.work_queue_name:
+            queue["work_queue_name"] = spec.work_pool.work_queue_name
         await client.update_deployment(
             existing.id,
             DeploymentUpdate(**fields, **queue, concurrency_limit=spec.concurrency_limit),

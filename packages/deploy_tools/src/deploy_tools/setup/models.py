@@ -109,7 +109,7 @@ class Schedule(_Strict):
     def _quoted(cls, value: Any) -> Any:
         if isinstance(value, (date, datetime)):
             raise ValueError(
-                "a YAML date, not text: quote it (anchor_date: \"2026-01-01T00:00:00Z\"); "
+                'a YAML date, not text: quote it (anchor_date: "2026-01-01T00:00:00Z"); '
                 "`prefect deploy` refuses an unquoted one"
             )
         return value

@@ -13,12 +13,12 @@ same start times come back, and none falls in the gap before that loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from deploy_tools.setup.models import Schedule
 
@@ -32,7 +32,7 @@ def check_field(name: str, value: str) -> None:
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
     from pydantic import ValidationError
 
-    build = {
+    build: Callable[[], object] = {
         "cron": lambda: CronSchedule(cron=value),
         "rrule": lambda: RRuleSchedule(rrule=value),
         "timezone": lambda: CronSchedule(cron="0 0 * * *", timezone=value),
@@ -50,14 +50,16 @@ def prefect_schedule(spec: Schedule, anchor: datetime | None = None) -> Any:
     `anchor_date` gets `anchor` (the server's), else Prefect's default (now)."""
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
-    tz: dict[str, Any] = {"timezone": spec.timezone} if spec.timezone else {}
+    kw: dict[str, Any] = {"timezone": spec.timezone} if spec.timezone else {}
     if spec.cron is not None:
-        day_or = {} if spec.day_or is None else {"day_or": spec.day_or}
-        return CronSchedule(cron=spec.cron, **tz, **day_or)
+        if spec.day_or is not None:
+            kw["day_or"] = spec.day_or
+        return CronSchedule(cron=spec.cron, **kw)
     if spec.rrule is not None:
-        return RRuleSchedule(rrule=spec.rrule, **tz)
-    start = spec.anchor_date or anchor
-    return IntervalSchedule(interval=spec.interval, **({"anchor_date": start} if start else {}), **tz)  # type: ignore[arg-type]
+        return RRuleSchedule(rrule=spec.rrule, **kw)
+    if start := spec.anchor_date or anchor:
+        kw["anchor_date"] = start
+    return IntervalSchedule(interval=spec.interval or timedelta(0), **kw)
 
 
 def _as_written(rrule: str, tz: str | None) -> str:
@@ -70,8 +72,8 @@ def _as_written(rrule: str, tz: str | None) -> str:
     first, _, rest = rrule.partition("\n")
     if not first.startswith("DTSTART:") or "DTSTART" in rest.upper():
         return rrule
-    try:
-        at = datetime.strptime(first.removeprefix("DTSTART:"), "%Y%m%dT%H%M%S")
+    try:  # a floating (local) time, in the schedule's timezone
+        at = datetime.strptime(first.removeprefix("DTSTART:") + "+0000", "%Y%m%dT%H%M%S%z")
     except ValueError:
         return rrule
     at = at.replace(tzinfo=dateutil.tz.gettz(tz or "UTC"))
@@ -106,7 +108,11 @@ class ScheduleChanges:
 
 
 def _anchor(spec: Schedule, existing: Any) -> datetime | None:
-    if spec.interval is not None and spec.anchor_date is None and _kind(existing.schedule) == "interval":
+    if (
+        spec.interval is not None
+        and spec.anchor_date is None
+        and _kind(existing.schedule) == "interval"
+    ):
         return existing.schedule.anchor_date  # type: ignore[no-any-return]
     return None
 
@@ -137,7 +143,7 @@ def _pairs(wanted: Sequence[Schedule], existing: Sequence[Any]) -> dict[int, Any
                 take(i, found)
     for i, spec in enumerate(wanted):
         if i not in pairs:
-            kind = _kind(prefect_schedule(spec, datetime(2020, 1, 1)))
+            kind = _kind(prefect_schedule(spec, datetime(2020, 1, 1, tzinfo=UTC)))
             found = next((e for e in free if e.slug is None and _kind(e.schedule) == kind), None)
             if found is not None:
                 take(i, found)
@@ -158,7 +164,10 @@ def plan_schedules(wanted: Sequence[Schedule], existing: Sequence[Any]) -> Sched
                 schedule=schedule, active=spec.active, parameters=spec.parameters, slug=spec.slug
             ))  # fmt: skip
         elif (_identity(old.schedule), old.active, old.parameters or {}, old.slug) != (
-            _identity(schedule), spec.active, spec.parameters, spec.slug
+            _identity(schedule),
+            spec.active,
+            spec.parameters,
+            spec.slug,
         ):
             changes.update.append((old.id, DeploymentScheduleUpdate(
                 schedule=schedule, active=spec.active, parameters=spec.parameters, slug=spec.slug
@@ -215,7 +224,11 @@ def schedule_deployed(api_url: str, keys: Sequence[tuple[str, str]]) -> int:
             deps = await client.read_deployments(deployment_filter=DeploymentFilter(
                 name=DeploymentFilterName(any_=sorted({name for _, name in keys}))
             ))  # fmt: skip
-            scheduled = [d for d in deps if (d.entrypoint, d.name) in set(keys) and d.schedules and not d.paused]
+            scheduled = [
+                d
+                for d in deps
+                if (d.entrypoint, d.name) in set(keys) and d.schedules and not d.paused
+            ]
             for dep in scheduled:
                 await schedule_runs_now(client, dep.id)
         return len(scheduled)
