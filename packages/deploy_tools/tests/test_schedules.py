@@ -222,7 +222,8 @@ def test_setup_apply_keeps_schedule_ids_and_scheduled_runs_across_redeploys(
         plan = load_plan([SetupFiles(tmp_path, {}, (file,))], base=tmp_path)
         with use_api(server):
             changes = asyncio.run(apply_plan(plan))
-        return next(c.action for c in changes if c.kind == "deployment")
+        (change,) = (c for c in changes if c.kind == "deployment")
+        return f"{change.action} ({change.detail})" if change.detail else change.action
 
     assert apply() == "created"
     first = snapshot(server, "ticks")
@@ -241,14 +242,16 @@ def test_setup_apply_keeps_schedule_ids_and_scheduled_runs_across_redeploys(
         before = after
     # Another field changed: the server drops the future runs on any write; the apply has them
     # scheduled again at once, at the same times (same schedule ids and anchors).
-    assert apply(description="two") == "updated"
+    assert apply(description="two") == "updated (schedules kept)"
     after = snapshot(server, "ticks")
     assert after["schedules"] == before["schedules"]
     counts.append(same_runs(before, after)[1])
     time.sleep(1.5)
     counts.append(same_runs(after, snapshot(server, "ticks"))[1])
     # One schedule changed: updated in place (its id kept), the others untouched.
-    assert apply("two", SCHEDULES.replace("*/10 * * * *", "*/20 * * * *")) == "updated"
+    assert apply("two", SCHEDULES.replace("*/10 * * * *", "*/20 * * * *")) == (
+        "updated (schedules: 1 updated)"
+    )
     changed = snapshot(server, "ticks")
     assert [s for s, _, _ in changed["schedules"]] == [s for s, _, _ in after["schedules"]]
     print(f"scheduled runs: created {counts[0]}, after the scheduler's loop {counts[1]}, "

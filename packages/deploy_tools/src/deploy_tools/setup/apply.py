@@ -285,4 +285,4 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
     # times (same schedule ids and anchors), not after the scheduler's next loop.
     if spec.schedules and not existing.paused:
         await schedule_runs_now(client, existing.id)
-    return Change("deployment", full_name, "updated")
+    return Change("deployment", full_name, "updated", schedules.summary())

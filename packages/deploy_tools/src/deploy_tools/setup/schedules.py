@@ -106,6 +106,12 @@ class ScheduleChanges:
     def unchanged(self) -> bool:
         return not (self.update or self.create or self.delete)
 
+    def summary(self) -> str:
+        """`schedules: 1 updated, 1 created`, or `schedules kept`."""
+        done = [f"{len(ids)} {what}" for what, ids in
+                (("updated", self.update), ("created", self.create), ("deleted", self.delete)) if ids]  # fmt: skip
+        return f"schedules: {', '.join(done)}" if done else "schedules kept"
+
 
 def _anchor(spec: Schedule, existing: Any) -> datetime | None:
     if (
