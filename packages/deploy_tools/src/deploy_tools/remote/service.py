@@ -193,7 +193,7 @@ def load_remote_file(path: Path) -> dict[str, Any]:
 
     try:
         raw = yaml.safe_load(path.read_text())
-        PrefectFile.model_validate(raw)
+        PrefectFile.model_validate(raw, context={"remote": True})  # slugs, fixed anchors
     except FileNotFoundError:
         raise DeployError(f"{path} is missing: nothing to deploy") from None
     except (yaml.YAMLError, ValidationError) as exc:
@@ -402,6 +402,7 @@ def _deploy(
     """
     from deploy_tools.prefect_api import connection_failure
     from deploy_tools.remote import readback
+    from deploy_tools.setup.schedules import schedule_deployed
 
     image_ref = done["push"]["image_ref"]
     result = RemoteResult(image_ref)
@@ -418,6 +419,9 @@ def _deploy(
         except PrefectDeployError as exc:
             what_now = readback.report_partial(reporter, target.api_url, keys, before, image_ref)
             raise DeployError(f"{exc} — {what_now}") from None
+        schedule_deployed(
+            target.api_url, [(d["entrypoint"], d["name"]) for d in deployments[project]]
+        )
         result.deployments += verify_deployments(target.api_url, deployments[project], image_ref)
     reporter.step_finished(
         "deploy",
@@ -477,6 +481,7 @@ def _prefect_deploy(
         **server_settings.with_telemetry(os.environ, settings.telemetry),
         "PREFECT_API_URL": target.api_url,
         "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_DEPLOYMENTS_CLEAR_SCHEDULES_ON_EMPTY": "true",  # `schedules: []` clears them
         **DEPLOY_CLIENT_ENV,
         "AIRNUB_IMAGE": target.image,
         "AIRNUB_REGISTRY": target.registry,

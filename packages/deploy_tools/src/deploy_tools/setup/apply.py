@@ -215,30 +215,18 @@ async def _apply_block(client: Any, planned: PlannedBlock) -> Change:
     return Change("block", key, "created" if existing is None else "updated")
 
 
-def _schedules(dep: PlannedDeployment) -> list[Any]:
-    from datetime import timedelta
-
-    from prefect.client.schemas.actions import DeploymentScheduleCreate
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
-
-    out = []
-    for s in dep.spec.schedules:
-        kw: dict[str, Any] = {"timezone": s.timezone} if s.timezone else {}
-        schedule: Any = (
-            CronSchedule(cron=s.cron, **kw)
-            if s.cron
-            else IntervalSchedule(interval=timedelta(seconds=s.interval or 0), **kw)
-        )
-        out.append(DeploymentScheduleCreate(schedule=schedule, active=s.active))
-    return out
-
-
-def _schedule_key(schedules: list[Any]) -> list[tuple[str, bool]]:
-    return sorted((s.schedule.model_dump_json(exclude_none=True), s.active) for s in schedules)
-
-
 async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
+    """Create the deployment, or update what differs; schedules are kept, updated in place or
+    created one by one (`deploy_tools.setup.schedules`), so unchanged ones keep their ids."""
+    from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.exceptions import ObjectNotFound
+
+    from deploy_tools.setup.schedules import (
+        apply_schedules,
+        new_schedules,
+        plan_schedules,
+        schedule_runs_now,
+    )
 
     spec = dep.spec
     full_name = f"{dep.flow.name}/{spec.name}"
@@ -257,28 +245,44 @@ async def _apply_deployment(client: Any, dep: PlannedDeployment) -> Change:
         "enforce_parameter_schema": spec.enforce_parameter_schema,
         "version": spec.version,
     }
-    schedules = _schedules(dep)
     try:
         existing = await client.read_deployment_by_name(full_name)
     except ObjectNotFound:
         existing = None
-    if existing is not None:
-        same = all(getattr(existing, k) == v for k, v in fields.items())
-        same = same and (spec.work_pool.work_queue_name in (None, existing.work_queue_name))
-        same = same and (
-            existing.concurrency_limit == spec.concurrency_limit
-            or getattr(existing.global_concurrency_limit, "limit", None) == spec.concurrency_limit
+    if existing is None:
+        flow_id = await client.create_flow_from_name(dep.flow.name)
+        created = await client.create_deployment(
+            flow_id=flow_id,
+            name=spec.name,
+            schedules=new_schedules(spec.schedules),
+            work_queue_name=spec.work_pool.work_queue_name,
+            concurrency_limit=spec.concurrency_limit,
+            **fields,
         )
-        same = same and _schedule_key(existing.schedules) == _schedule_key(schedules)
-        if same:
-            return Change("deployment", full_name, "unchanged")
-    flow_id = await client.create_flow_from_name(dep.flow.name)
-    await client.create_deployment(  # an upsert: keeps the id and the run history
-        flow_id=flow_id,
-        name=spec.name,
-        schedules=schedules,
-        work_queue_name=spec.work_pool.work_queue_name,
-        concurrency_limit=spec.concurrency_limit,
-        **fields,
+        if spec.schedules:
+            await schedule_runs_now(client, created)
+        return Change("deployment", full_name, "created")
+    same = all(getattr(existing, k) == v for k, v in fields.items())
+    same = same and (spec.work_pool.work_queue_name in (None, existing.work_queue_name))
+    same = same and (
+        existing.concurrency_limit == spec.concurrency_limit
+        or getattr(existing.global_concurrency_limit, "limit", None) == spec.concurrency_limit
     )
-    return Change("deployment", full_name, "created" if existing is None else "updated")
+    schedules = plan_schedules(spec.schedules, existing.schedules)
+    if same and schedules.unchanged:
+        return Change("deployment", full_name, "unchanged")  # its scheduled runs are kept
+    if not same:
+        # An update, not create_deployment's upsert: that one recreates every schedule.
+        queue: dict[str, Any] = {}
+        if spec.work_pool.work_queue_name:
+            queue["work_queue_name"] = spec.work_pool.work_queue_name
+        await client.update_deployment(
+            existing.id,
+            DeploymentUpdate(**fields, **queue, concurrency_limit=spec.concurrency_limit),
+        )
+    await apply_schedules(client, existing.id, schedules)
+    # Every write deleted the future auto-scheduled runs: have them back now, at the same
+    # times (same schedule ids and anchors), not after the scheduler's next loop.
+    if spec.schedules and not existing.paused:
+        await schedule_runs_now(client, existing.id)
+    return Change("deployment", full_name, "updated", schedules.summary())

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -73,12 +81,77 @@ class BlockFile(_Strict):
 
 
 class Schedule(_Strict):
-    """A cron or interval schedule of a deployment."""
+    """One item of a deployment's `schedules:`, as prefect.yaml writes it: exactly one of
+    `cron`, `interval` or `rrule`, checked as Prefect checks it (croniter, dateutil, IANA zones).
+
+    An interval without `anchor_date` keeps the anchor the server has (`setup apply`); in a
+    remote file (`prefect deploy`, validated with context `{"remote": True}`) every schedule
+    needs a `slug` and every interval an `anchor_date`, else each deploy moves or recreates it.
+    """
 
     cron: str | None = None
-    interval: float | None = Field(default=None, gt=0, description="seconds")
+    interval: timedelta | None = Field(
+        default=None, description="seconds, ISO 8601 (`PT1H`) or `HH:MM:SS`"
+    )
+    rrule: str | None = None
+    anchor_date: str | None = Field(
+        default=None, description='interval only, quoted: "2026-01-01T00:00:00Z"'
+    )
     timezone: str | None = None
+    day_or: bool | None = Field(default=None, description="cron only")
     active: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    slug: str | None = Field(default=None, min_length=1)
+    replaces: str | None = Field(default=None, description="the slug this schedule renames")
+
+    @field_validator("anchor_date", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, (date, datetime)):
+            raise ValueError(
+                'a YAML date, not text: quote it (anchor_date: "2026-01-01T00:00:00Z"); '
+                "`prefect deploy` refuses an unquoted one"
+            )
+        return value
+
+    @field_validator("cron", "rrule", "anchor_date", "timezone")
+    @classmethod
+    def _as_prefect(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from deploy_tools.setup.schedules import check_field
+
+        if value is not None:
+            check_field(str(info.field_name), value)
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self, info: ValidationInfo) -> Schedule:
+        kinds = [k for k in ("cron", "interval", "rrule") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            got = f"got {' and '.join(kinds)}" if kinds else "got none"
+            raise ValueError(f"exactly one of cron, interval or rrule is needed, {got}")
+        if self.anchor_date is not None and self.interval is None:
+            raise ValueError("anchor_date is for an interval schedule only")
+        if self.day_or is not None and self.cron is None:
+            raise ValueError("day_or is for a cron schedule only")
+        if (info.context or {}).get("remote"):
+            if self.slug is None:
+                raise ValueError(
+                    "a remote file's schedule needs a slug (slug: daily-ingest): without one, "
+                    "every `prefect deploy` deletes and recreates the schedule with new ids"
+                )
+            if self.interval is not None and self.anchor_date is None:
+                raise ValueError(
+                    'a remote file\'s interval needs anchor_date (anchor_date: "2026-01-01T00:00:00Z"): '
+                    "without one, every `prefect deploy` moves its runs to the deploy time"
+                )
+        return self
 
 
 class WorkPoolRef(_Strict):
@@ -103,6 +176,15 @@ class DeploymentEntry(_Strict):
     concurrency_limit: int | None = Field(default=None, ge=1)
     enforce_parameter_schema: bool = True
     version: str | None = None
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_slugs(cls, schedules: list[Schedule]) -> list[Schedule]:
+        slugs = [s.slug for s in schedules if s.slug is not None]
+        twice = sorted({s for s in slugs if slugs.count(s) > 1})
+        if twice:
+            raise ValueError(f"slug {', '.join(twice)} is given to more than one schedule")
+        return schedules
 
 
 class PrefectFile(BaseModel):
