@@ -127,9 +127,11 @@ async def read_pruning(
     deployments: Collection[str],
     variables: Collection[str],
     blocks: Collection[str],
+    saved: Collection[str] = (),
 ) -> Pruning:
     """What the server of `client` holds of `scope`, against the names the files hold
-    (`flow/deployment`, variable names, `type/name` of blocks)."""
+    (`flow/deployment`, variable names, `type/name` of blocks). The blocks to record are
+    `saved` (those the apply will save: not a skipped one) and the recorded ones that exist."""
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterTags,
@@ -168,7 +170,7 @@ async def read_pruning(
         present[str(key)] = str(doc.id)
     stale += [Stale("block", k, i) for k, i in sorted(present.items()) if k not in blocks]
     managed = len(deps) + len(marked_vars) + len(present)
-    return Pruning(scope, managed, stale, sorted(set(blocks) | set(present)))
+    return Pruning(scope, managed, stale, sorted(set(saved) | set(present)))
 
 
 async def delete_stale(client: Any, pruning: Pruning, stale: Iterable[Stale]) -> list[Change]:
@@ -267,6 +269,7 @@ class Pruner:
                 deployments=self.names["deployments"],
                 variables=self.names["variables"],
                 blocks=self.names["blocks"],
+                saved=self.names["saved"],
             )
 
         found: Pruning = self._run("reading what airnub manages", work)
@@ -286,6 +289,7 @@ class Pruner:
             "deployments": set(deployments),
             "variables": {v.name for v in plan.variables},
             "blocks": {f"{b.spec.type}/{b.spec.name}" for b in plan.blocks},
+            "saved": {f"{b.spec.type}/{b.spec.name}" for b in plan.blocks if not b.skipped_because},
         }
         self.reporter.step_started("prune", f"reading what {self.scope.tag} marks on the server")
         found = self.found = self._read()
