@@ -157,7 +157,7 @@ def test_without_prune_the_plan_lists_what_is_in_no_file_and_deletes_nothing(
     assert deleted(changes) == []
     assert variable("alpha_extra") is not None
     assert "prune: 1 object(s) airnub made are in no file (--prune deletes them):" in (
-        reporter.of("finished")
+        reporter.of("info")
     )
     assert "  variable alpha_extra" in reporter.of("info")
 

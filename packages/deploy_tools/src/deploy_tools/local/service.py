@@ -163,9 +163,8 @@ def apply_setup(
         )
         raise DeployError("setup apply stopped")
     url = api_url or stack.api_url
-    pruner = Pruner(
-        scope_of(settings, "local"), url, reporter, prune=prune, yes=yes, dry_run=dry_run
-    )
+    scope = scope_of(settings, "local")
+    pruner = Pruner(scope, url, reporter, prune=prune, yes=yes, dry_run=dry_run, step="setup")
     plan = pruner.check(plan)
     if dry_run:
         reporter.step_finished("setup", "dry run: nothing was applied or deleted")

@@ -239,16 +239,22 @@ class Pruner:
         prune: bool = False,
         yes: bool = False,
         dry_run: bool = False,
+        step: str | None = None,
+        doing: str = "setup apply",
     ) -> None:
+        """`step`: the caller's running step, failed when the check cannot read the server;
+        `doing` names the command in a lost-server message."""
         self.scope, self.api_url, self.reporter = scope, api_url, reporter
+        self.step, self.doing = step, doing
         self.prune, self.yes, self.dry_run = prune, yes, dry_run
         self.names: dict[str, set[str]] = {}
         self.found: Pruning | None = None
 
-    def _run(self, doing: str, work: Any) -> Any:
+    def _run(self, doing: str, work: Any, step: str | None = None) -> Any:
         from prefect.client.orchestration import get_client
 
-        from deploy_tools.prefect_api import APPLY_RETRIES, describe, use_api
+        from deploy_tools.prefect_api import APPLY_RETRIES, connection_failure, describe, use_api
+        from deploy_tools.reporting import server_gone_error
 
         async def go() -> Any:
             async with get_client() as client:
@@ -258,10 +264,17 @@ class Pruner:
             with use_api(self.api_url, retries=APPLY_RETRIES):
                 return asyncio.run(go())
         except Exception as exc:
-            self.reporter.step_finished("prune", f"{doing} failed: {describe(exc)}", ok=False)
-            raise DeployError(f"prune: {doing} failed on {self.api_url}") from None
+            lost = connection_failure(exc)
+            said = "the Prefect server stopped answering" if lost else f"prune: {doing} failed"
+            if step:
+                self.reporter.step_finished(step, said, ok=False)
+            else:
+                self.reporter.failure(f"{said}: {describe(lost or exc)}")
+            if lost is not None:
+                raise server_gone_error(self.api_url, self.doing, lost) from None
+            raise DeployError(f"prune: {doing} failed on {self.api_url}: {describe(exc)}") from None
 
-    def _read(self) -> Pruning:
+    def _read(self, step: str | None) -> Pruning:
         async def work(client: Any) -> Pruning:
             return await read_pruning(
                 client,
@@ -272,7 +285,7 @@ class Pruner:
                 saved=self.names["saved"],
             )
 
-        found: Pruning = self._run("reading what airnub manages", work)
+        found: Pruning = self._run("reading what airnub manages", work, step)
         return found
 
     def check(self, plan: SetupPlan, deployments: Collection[str] | None = None) -> SetupPlan:
@@ -291,23 +304,18 @@ class Pruner:
             "blocks": {f"{b.spec.type}/{b.spec.name}" for b in plan.blocks},
             "saved": {f"{b.spec.type}/{b.spec.name}" for b in plan.blocks if not b.skipped_because},
         }
-        self.reporter.step_started("prune", f"reading what {self.scope.tag} marks on the server")
-        found = self.found = self._read()
+        found = self.found = self._read(self.step)
         stale = found.stale
+        info = self.reporter.info
         if not stale:
-            self.reporter.step_finished("prune", f"nothing to prune ({found.managed} managed)")
+            info(f"prune: nothing to prune ({found.managed} object(s) marked {self.scope.tag})")
         elif not self.prune:
-            self.reporter.step_finished(
-                "prune",
-                f"{len(stale)} object(s) airnub made are in no file (--prune deletes them):",
-            )
+            info(f"prune: {len(stale)} object(s) airnub made are in no file (--prune deletes them):")
             for s in stale:
                 self.reporter.info(f"  {s.shown()}")
         else:
             verb = "would delete" if self.dry_run else "will delete"
-            self.reporter.step_finished(
-                "prune", f"{verb} {len(stale)} of {found.managed} object(s) airnub made:"
-            )
+            info(f"prune: {verb} {len(stale)} of {found.managed} object(s) airnub made:")
             for s in stale:
                 self.reporter.info(f"  {verb} {s.shown()}")
             if found.too_many() and not self.yes:
@@ -343,10 +351,11 @@ class Pruner:
         if not self.prune or not self.found.stale:
             return []
         self.reporter.step_started("prune", "deleting")
-        now = self._read()  # still marked and in no file now, and listed before
+        now = self._read("prune")  # still marked and in no file now, and listed before
         listed = {s.id for s in self.found.stale}
         stale = [s for s in now.stale if s.id in listed]
-        changes: list[Change] = self._run("deleting", lambda c: delete_stale(c, now, stale))
+        work = lambda c: delete_stale(c, now, stale)  # noqa: E731
+        changes: list[Change] = self._run("deleting", work, "prune")
         for c in changes:
             self.reporter.info(
                 f"  {c.kind} {c.name}: deleted" + (f" ({c.detail})" if c.detail else "")
@@ -405,6 +414,7 @@ def remote_check(
         if path.name != LOCAL_DEPLOY_FILE
     ]
     pruner = Pruner(
-        scope_of(settings, "remote"), api_url, reporter, prune=prune, yes=yes, dry_run=dry_run
-    )
+        scope_of(settings, "remote"), api_url, reporter, prune=prune, yes=yes, dry_run=dry_run,
+        doing="deploy remote",
+    )  # fmt: skip
     return pruner, pruner.check(plan, remote_deployment_names(files))
