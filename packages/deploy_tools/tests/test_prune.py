@@ -59,7 +59,9 @@ def deployment_names(flow: str) -> list[str]:
     async def work(client: Any) -> list[str]:
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
-        deps = await client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+        deps = await client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow]))
+        )
         return sorted(d.name for d in deps)
 
     names: list[str] = call(work)
@@ -132,7 +134,10 @@ def test_removed_variable_and_block_go_and_what_airnub_did_not_make_stays(
 
     changes = apply(settings, reporter, prune=True)
 
-    assert deleted(changes) == [("block", "local-file-system/alpha-extra"), ("variable", "alpha_extra")]
+    assert deleted(changes) == [
+        ("block", "local-file-system/alpha-extra"),
+        ("variable", "alpha_extra"),
+    ]
     assert variable("alpha_extra") is None
     assert variable("made_by_hand") is not None and variable("another_ws") is not None
     assert {"by-hand", "local"} <= set(deployment_names("alpha_ingest"))
@@ -140,7 +145,7 @@ def test_removed_variable_and_block_go_and_what_airnub_did_not_make_stays(
     from prefect.filesystems import LocalFileSystem
 
     assert Secret.load("made-by-hand").get() == "x"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Unable to find block document"):
         LocalFileSystem.load("alpha-extra")
     inventory = variable(scope_of(settings, "local").inventory)
     assert inventory.value == ["local-file-system/alpha-local-storage"]

@@ -310,7 +310,9 @@ class Pruner:
         if not stale:
             info(f"prune: nothing to prune ({found.managed} object(s) marked {self.scope.tag})")
         elif not self.prune:
-            info(f"prune: {len(stale)} object(s) airnub made are in no file (--prune deletes them):")
+            info(
+                f"prune: {len(stale)} object(s) airnub made are in no file (--prune deletes them):"
+            )
             for s in stale:
                 self.reporter.info(f"  {s.shown()}")
         else:
