@@ -65,7 +65,7 @@ def remote(
         help="The remote Prefect API (env PREFECT_API_URL).",
     ),
     registry: str | None = typer.Option(
-        None, "--registry", envvar="AIRNUB_REGISTRY", help="host[:port][/path] to push to."
+        None, "--registry", envvar="AIRNUB_REGISTRY", help="host[:port]\\[/path] to push to."
     ),
     image: str | None = typer.Option(
         None, "--image", help="Local image name:tag (default: image of [tool.airnub])."
