@@ -309,6 +309,12 @@ class AirnubSettings(BaseSettings):
         "pyproject.toml sets it; the Nix build reads it there too).",
     )
     telemetry: bool = Field(default=False, description="`AIRNUB_TELEMETRY=1` keeps Prefect's.")
+    workspace: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="Names this checkout in the marker of what airnub made on a server (`airnub "
+        "setup apply --prune`; default: `[project] name` of the root pyproject.toml).",
+    )
     base_image: str | None = Field(
         default=None,
         description="Base of the worker image build (default: the digest-pinned one in "

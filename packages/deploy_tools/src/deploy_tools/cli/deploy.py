@@ -65,7 +65,7 @@ def remote(
         help="The remote Prefect API (env PREFECT_API_URL).",
     ),
     registry: str | None = typer.Option(
-        None, "--registry", envvar="AIRNUB_REGISTRY", help="host[:port][/path] to push to."
+        None, "--registry", envvar="AIRNUB_REGISTRY", help="host[:port]\\[/path] to push to."
     ),
     image: str | None = typer.Option(
         None, "--image", help="Local image name:tag (default: image of [tool.airnub])."
@@ -77,6 +77,15 @@ def remote(
         "Docker pool; prefect.k8s.yaml: Kubernetes).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="After the deploy, delete the deployments, variables and blocks airnub deployed "
+        "that no remote file holds any more (a deployment's scheduled runs go with it).",
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", help="Prune even more than 5 objects or half of what airnub manages."
+    ),
 ) -> None:
     """Build and push the worker image, apply pools, variables and blocks, deploy prefect.yaml.
 
@@ -99,7 +108,7 @@ def remote(
         Path(prefect_file).name,
     )
     with terminal.steps() as reporter:
-        result = deploy_remote(config, reporter, target, dry_run=dry_run)
+        result = deploy_remote(config, reporter, target, dry_run=dry_run, prune=prune, yes=yes)
     console = terminal.console
     if dry_run:
         console.print("dry run: nothing was built, pushed or applied")

@@ -130,14 +130,22 @@ def apply_setup(
     extra_deployments: Sequence[Path] = (),
     after_pools: Callable[[], None] | None = None,
     api_url: str | None = None,
+    prune: bool = False,
+    yes: bool = False,
+    dry_run: bool = False,
 ) -> list[Change]:
     """Validate every setup file, then make the server (`api_url`, default the stack's) match.
 
+    With `prune`, what airnub made and no file holds is deleted after the apply succeeded
+    (`deploy_tools.setup.prune`); `dry_run` lists it and applies or deletes nothing.
+
     Raises:
-        DeployError: invalid files (nothing applied) or the server refused an object.
+        DeployError: invalid files (nothing applied), a refused prune (nothing applied) or the
+            server refused an object.
     """
     from deploy_tools.prefect_api import server_gone, use_api
     from deploy_tools.setup import PartialApplyError, SetupFilesError, apply_plan, load_plan
+    from deploy_tools.setup.prune import Pruner, scope_of
 
     reporter.step_started("setup", "validating deploy/")
     try:
@@ -154,8 +162,14 @@ def apply_setup(
             f"{settings.local_pool!r} (local_pool of [tool.airnub])"
         )
         raise DeployError("setup apply stopped")
-    reporter.progress("setup", "applying")
     url = api_url or stack.api_url
+    scope = scope_of(settings, "local")
+    pruner = Pruner(scope, url, reporter, prune=prune, yes=yes, dry_run=dry_run, step="setup")
+    plan = pruner.check(plan)
+    if dry_run:
+        reporter.step_finished("setup", "dry run: nothing was applied or deleted")
+        return []
+    reporter.progress("setup", "applying")
     try:
         with use_api(url, retries=APPLY_RETRIES):
             changes = asyncio.run(apply_plan(plan, after_pools=after_pools))
@@ -176,7 +190,7 @@ def apply_setup(
         reporter.step_finished("setup", f"failed: {type(exc).__name__}: {exc}", ok=False)
         raise DeployError("setup apply stopped; nothing was applied") from None
     report_changes(reporter, changes)
-    return changes
+    return changes + pruner.finish()
 
 
 # -- demo runs -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from deploy_tools.reporting import (
 )
 from deploy_tools.settings import REMOTE_DEPLOY_FILE, AirnubSettings, ProjectSettings
 from deploy_tools.setup import SetupFiles, values
+from deploy_tools.setup.prune import remote_check, remote_deployment_names
 
 if TYPE_CHECKING:
     from deploy_tools.setup import SetupPlan
@@ -202,9 +203,18 @@ def load_remote_file(path: Path) -> dict[str, Any]:
 
 
 def deploy_remote(
-    settings: AirnubSettings, reporter: Reporter, target: RemoteTarget, *, dry_run: bool = False
+    settings: AirnubSettings,
+    reporter: Reporter,
+    target: RemoteTarget,
+    *,
+    dry_run: bool = False,
+    prune: bool = False,
+    yes: bool = False,
 ) -> RemoteResult:
     """Deploy every project's remote deployments to `target` (see the module docstring).
+
+    Each deployment deployed gets airnub's marker; with `prune`, what airnub deployed and no
+    remote file holds is deleted once everything deployed (`deploy_tools.setup.prune`).
 
     Raises:
         DeployError: a step failed; what was done before it is reported.
@@ -225,11 +235,16 @@ def deploy_remote(
     )
     check_server_version(reporter, target.api_url, server_version)
     plan, deployments = _validate(settings, reporter, target, files)
+    pruner, plan = remote_check(settings, reporter, target.api_url, plan, prune=prune, yes=yes,
+                                dry_run=dry_run)  # fmt: skip
     if dry_run:
         return _dry_run(reporter, target, plan, deployments)
     built, pushed = _build_gate_push(settings, reporter, target, files)
     _apply(reporter, target, plan)
-    return _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
+    done = {"build": built, "push": pushed}
+    result = _deploy(settings, reporter, target, files, deployments, done)
+    pruner.finish(remote_deployment_names(files.values()))
+    return result
 
 
 def _shown(deployment: dict[str, Any]) -> str:

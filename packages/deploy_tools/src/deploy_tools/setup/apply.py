@@ -16,7 +16,7 @@ from deploy_tools.setup.plan import (
 )
 from deploy_tools.setup.pools import base_job_template
 
-Action = Literal["created", "updated", "unchanged", "skipped"]
+Action = Literal["created", "updated", "unchanged", "skipped", "deleted"]
 
 
 @dataclass(frozen=True)
