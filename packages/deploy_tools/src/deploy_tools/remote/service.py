@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy_tools import APP_DIR
 from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES, version_skew
+from deploy_tools.remote import worker
 from deploy_tools.reporting import (
     DeployError,
     Reporter,
@@ -62,6 +63,7 @@ class RemoteResult:
 
     image_ref: str = ""
     deployments: list[str] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)  # how to start each pool's worker
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
@@ -229,7 +231,12 @@ def deploy_remote(
         return _dry_run(reporter, target, plan, deployments)
     built, pushed = _build_gate_push(settings, reporter, target, files)
     _apply(reporter, target, plan)
-    return _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
+    result = _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
+    used = {d["work_pool"]["name"] for entries in deployments.values() for d in entries}
+    pools = [(p.name, p.type) for p in plan.work_pools if p.name in used]
+    result.workers = worker.start_commands(settings.project_dir, pools, result.image_ref,
+                                           target.api_url, dict(os.environ))  # fmt: skip
+    return result
 
 
 def _shown(deployment: dict[str, Any]) -> str:
