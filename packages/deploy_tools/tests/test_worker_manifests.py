@@ -102,7 +102,7 @@ def test_the_image_is_pinned_by_digest_in_the_kustomization(
     raw = yaml.safe_load((K8S / "deployment.yaml").read_text())
     assert raw["spec"]["template"]["spec"]["containers"][0]["image"] == entry["name"]
     assert container["image"].endswith("@" + entry["digest"])
-    assert worker.KUBERNETES_IMAGE == entry["name"]  # what deploy:remote's command sets
+    assert entry["name"] == worker.KUBERNETES_IMAGE  # what deploy:remote's command sets
 
 
 def test_the_worker_deployment_is_non_root_probed_limited_and_reads_a_secret(
@@ -129,7 +129,7 @@ def test_the_worker_deployment_is_non_root_probed_limited_and_reads_a_secret(
     for name, key in [("PREFECT_API_URL", "api-url"), ("PREFECT_API_AUTH_STRING", "auth-string"),
                       ("PREFECT_API_KEY", "api-key")]:  # fmt: skip
         ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (worker.SECRET, key)
+        assert (ref["name"], ref["key"]) == (worker.KUBERNETES_CREDENTIALS, key)
         assert "value" not in env[name]
     observed = env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]["valueFrom"]
     assert observed == {"fieldRef": {"fieldPath": "metadata.namespace"}}  # not cluster-wide
@@ -299,7 +299,7 @@ def test_the_compose_worker_starts_a_docker_worker_for_a_pool_a_file_defines(
     assert "--with-healthcheck" in cmd
     default = re.fullmatch(r"\$\{AIRNUB_WORKER_POOL:-(.+)\}", pool_of(cmd))
     assert default and default.group(1) in pools("docker")
-    assert worker.DEFAULT_DOCKER_POOL == default.group(1)
+    assert default.group(1) == worker.DEFAULT_DOCKER_POOL
 
 
 def test_the_image_default_command_names_a_docker_pool_a_file_defines() -> None:
@@ -321,7 +321,9 @@ def test_the_printed_commands_name_the_digest_and_never_a_secret(
     text = "\n".join(lines)
     assert secret not in text
     docker = next(ln.strip() for ln in lines if "docker compose" in ln)
-    assert docker.startswith(f"AIRNUB_WORKER_IMAGE={IMAGE_REF} PREFECT_API_URL=https://prefect.example/api ")
+    assert docker.startswith(
+        f"AIRNUB_WORKER_IMAGE={IMAGE_REF} PREFECT_API_URL=https://prefect.example/api "
+    )
     assert docker.endswith("docker compose -f deploy/workers/docker/compose.yaml up -d --wait")
     assert "AIRNUB_WORKER_NETWORK_MODE" not in docker and "AIRNUB_WORKER_POOL" not in docker
     assert f"kustomize edit set image airnub-worker={IMAGE_REF}" in text

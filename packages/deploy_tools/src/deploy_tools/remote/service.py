@@ -231,12 +231,9 @@ def deploy_remote(
         return _dry_run(reporter, target, plan, deployments)
     built, pushed = _build_gate_push(settings, reporter, target, files)
     _apply(reporter, target, plan)
-    result = _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
-    used = {d["work_pool"]["name"] for entries in deployments.values() for d in entries}
-    pools = [(p.name, p.type) for p in plan.work_pools if p.name in used]
-    result.workers = worker.start_commands(settings.project_dir, pools, result.image_ref,
-                                           target.api_url, dict(os.environ))  # fmt: skip
-    return result
+    out = _deploy(settings, reporter, target, files, deployments, {"build": built, "push": pushed})
+    out.workers = worker.commands_for(settings.project_dir, plan, deployments, out, target.api_url)
+    return out
 
 
 def _shown(deployment: dict[str, Any]) -> str:

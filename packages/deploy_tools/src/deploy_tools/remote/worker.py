@@ -9,16 +9,22 @@ shell's environment (`$PREFECT_API_AUTH_STRING` or `$PREFECT_API_KEY`).
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from deploy_tools.remote.service import RemoteResult
+    from deploy_tools.setup import SetupPlan
 
 COMPOSE_FILE = Path("deploy/workers/docker/compose.yaml")
 KUBERNETES_DIR = Path("deploy/workers/kubernetes")
 DEFAULT_DOCKER_POOL = "airnub-docker"  # compose.yaml's ${AIRNUB_WORKER_POOL:-…}
 KUBERNETES_IMAGE = "airnub-worker"  # the name the Deployment uses, replaced by `images:`
-SECRET = "airnub-prefect-api"  # deployment.yaml's secretKeyRef
+KUBERNETES_CREDENTIALS = "airnub-prefect-api"  # deployment.yaml's secretKeyRef (a name, no value)
 
 
 def credential(environ: dict[str, str]) -> tuple[str, str]:
@@ -56,8 +62,8 @@ def kubernetes_commands(image_ref: str, api_url: str, namespace: str, key: str) 
     return [
         f"(cd {KUBERNETES_DIR} && kustomize edit set image "
         f"{KUBERNETES_IMAGE}={shlex.quote(image_ref)}) && kubectl apply -k {KUBERNETES_DIR}",
-        f"kubectl -n {namespace} create secret generic {SECRET} "
-        f"--from-literal=api-url={shlex.quote(api_url)} --from-literal={key}=\"${var}\"",
+        f"kubectl -n {namespace} create secret generic {KUBERNETES_CREDENTIALS} "
+        f'--from-literal=api-url={shlex.quote(api_url)} --from-literal={key}="${var}"',
     ]
 
 
@@ -94,3 +100,17 @@ def start_commands(
         else:
             lines.append(f"Worker for {pool}: prefect worker start --type {kind} --pool {pool}")
     return lines
+
+
+def commands_for(
+    project_dir: Path,
+    plan: SetupPlan,
+    deployments: dict[str, list[dict[str, Any]]],
+    result: RemoteResult,
+    api_url: str,
+) -> list[str]:
+    """`start_commands` for the pools `deployments` (each project's) use, with the digest
+    `result` deployed and the credentials of this process's environment."""
+    used = {d["work_pool"]["name"] for entries in deployments.values() for d in entries}
+    pools = [(p.name, p.type) for p in plan.work_pools if p.name in used]
+    return start_commands(project_dir, pools, result.image_ref, api_url, dict(os.environ))
