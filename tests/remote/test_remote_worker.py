@@ -98,8 +98,10 @@ def test_a_fresh_host_runs_the_printed_command_and_a_run_completes_there(
                                          text=True, check=True).stdout)[0]  # fmt: skip
         assert info["Image"] == image.split("@", 1)[1]
         assert info["Config"]["Image"] == image
-        print(f"\nremote worker: deploy remote done -> first Completed run: "
-              f"{completed - deployed_at:.1f} s ({completed - started:.1f} s after compose up)")
+        print(
+            f"\nremote worker: deploy remote done -> first Completed run: "
+            f"{completed - deployed_at:.1f} s ({completed - started:.1f} s after compose up)"
+        )
     finally:
         subprocess.run(["docker", "compose", "-p", project, "down", "--timeout", "20"],
                        capture_output=True, timeout=120)  # fmt: skip
