@@ -16,11 +16,14 @@ import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
-from deploy_tools.remote.worker import COMPOSE_FILE
+from deploy_tools.remote.worker import COMPOSE_FILE, KUBERNETES_DIR
 from tests.checkout import REPO
 from tests.remote.conftest import Copy, Remote
 from tests.remote.test_deploy_remote import VOLUME, wait_final
@@ -41,19 +44,33 @@ def test_the_compose_file_names_each_missing_variable(tmp_path: Path) -> None:
         assert f"{missing} is not set - " in done.stderr, done.stderr
 
 
-def test_a_fresh_host_runs_the_printed_command_and_a_run_completes_there(
-    checkout: Copy, remote: Remote, tmp_path: Path
-) -> None:
+@dataclass
+class Deployed:
+    """`deploy remote`'s output, its image by digest, and when it ended."""
+
+    stdout: str
+    image: str
+    at: float
+
+
+@pytest.fixture(scope="module")
+def deployed(checkout: Copy, remote: Remote) -> Deployed:
     done = checkout.airnub("deploy", "remote")
-    deployed_at = time.monotonic()
+    at = time.monotonic()
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert remote.auth not in done.stdout + done.stderr
     ref = re.search(r"Image\s+(\S+@sha256:[0-9a-f]{64})", done.stdout)
     assert ref, done.stdout
-    image = ref.group(1)
-    (command,) = [ln.strip() for ln in done.stdout.splitlines() if "docker compose -f" in ln]
+    return Deployed(done.stdout, ref.group(1), at)
+
+
+def test_a_fresh_host_runs_the_printed_command_and_a_run_completes_there(
+    deployed: Deployed, remote: Remote, tmp_path: Path
+) -> None:
+    image, deployed_at = deployed.image, deployed.at
+    (command,) = [ln.strip() for ln in deployed.stdout.splitlines() if "docker compose -f" in ln]
     assert f"AIRNUB_WORKER_IMAGE={image} " in command
     assert "AIRNUB_WORKER_NETWORK_MODE=host" in command  # the remote is on 127.0.0.1
-    assert remote.auth not in done.stdout + done.stderr
 
     host = tmp_path / "fresh-host"
     (host / COMPOSE_FILE).parent.mkdir(parents=True)
@@ -112,3 +129,66 @@ def test_a_fresh_host_runs_the_printed_command_and_a_run_completes_there(
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
         subprocess.run(["docker", "volume", "rm", "-f", VOLUME], capture_output=True)
+
+
+def docker_size(quantity: str) -> str:
+    """A Kubernetes quantity as `docker run` takes it: 512Mi -> 512m, 500m CPU -> 0.5."""
+    if quantity.endswith(("Mi", "Gi")):
+        return quantity[:-2] + quantity[-2].lower()
+    return str(int(quantity[:-1]) / 1000) if quantity.endswith("m") else quantity
+
+
+def test_the_kubernetes_manifest_s_worker_runs_in_the_image_as_the_pod_would(
+    deployed: Deployed, remote: Remote
+) -> None:
+    """No cluster here: the Deployment's container (args, plain env, user, read-only root with
+    its scratch volumes, no capabilities, limits) as a container of the digest, on the host
+    network. Its worker joins the Kubernetes pool and /health answers (the probes' path); only
+    its observer, which needs a cluster, fails."""
+    manifest = yaml.safe_load((REPO / KUBERNETES_DIR / "deployment.yaml").read_text())
+    pod = manifest["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    port = free_port()
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    env |= {
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",  # host network: this host's loopback only
+        "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+        "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES": "airnub",  # the fieldRef's value
+        "PREFECT_API_URL": remote.api_url,  # from the Secret in the cluster
+        "PREFECT_API_AUTH_STRING": remote.auth,
+    }
+    user = pod["securityContext"]
+    name = f"airnub-workers-k8s-{secrets.token_hex(4)}"
+    cmd = ["docker", "run", "-d", "--pull", "never", "--name", name, "--network", "host",
+           "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--cap-drop", "ALL",
+           "--security-opt", "no-new-privileges",
+           "--memory", docker_size(c["resources"]["limits"]["memory"]),
+           "--cpus", docker_size(c["resources"]["limits"]["cpu"])]  # fmt: skip
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    cmd.append("--read-only")
+    for mount in c["volumeMounts"]:
+        cmd += ["--tmpfs", f"{mount['mountPath']}:uid={user['runAsUser']},gid={user['runAsGroup']}"]
+    for key in env:
+        cmd += ["-e", key]  # values from the environment: the auth string is not an argument
+    try:
+        subprocess.run([*cmd, deployed.image, *c["args"]], env={"PATH": "/usr/bin:/bin", **env},
+                       capture_output=True, text=True, check=True)  # fmt: skip
+        deadline, status = time.monotonic() + 90, 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+            except httpx.HTTPError:
+                time.sleep(1)
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        assert status == 200, (logs.stdout + logs.stderr)[-3000:]
+        workers: list[dict[str, str]] = []
+        while time.monotonic() < deadline:  # its first heartbeat follows the first poll
+            workers = remote.api("POST", "/work_pools/airnub-kubernetes/workers/filter", {})
+            if any(w["name"].startswith("KubernetesWorker") for w in workers):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no Kubernetes worker joined the pool: {workers}")
+        assert remote.auth not in logs.stdout + logs.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
