@@ -116,3 +116,7 @@ def remote(
     console.print(f"\n[bold]Image[/bold]        {result.image_ref}")
     for name in result.deployments:
         console.print(f"[bold]Deployment[/bold]   {name}", markup=True)
+    if result.workers:
+        console.print()
+    for line in result.workers:  # exact commands: never wrapped, no markup
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy_tools import APP_DIR
 from deploy_tools.prefect_api import APPLY_RETRIES, GONE_RETRIES, version_skew
+from deploy_tools.remote import worker
 from deploy_tools.reporting import (
     DeployError,
     Reporter,
@@ -63,6 +64,7 @@ class RemoteResult:
 
     image_ref: str = ""
     deployments: list[str] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)  # how to start each pool's worker
 
 
 def remote_apply_env(settings: AirnubSettings, project: ProjectSettings | None) -> dict[str, str]:
@@ -244,6 +246,7 @@ def deploy_remote(
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
     pruner.finish(remote_deployment_names(files.values()))
+    result.workers = worker.commands_for(settings.project_dir, plan, deployments, result, target.api_url)
     return result
 
 
