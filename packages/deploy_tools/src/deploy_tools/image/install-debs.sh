@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install the locked .deb files of $1 (deploy_tools/image/debs.py) with dpkg, offline, leaving
+# the layer reproducible: only what the base lacks or has older is installed (dpkg checks the
+# dependencies), dpkg's logs and -old copies are removed, and everything the install wrote gets
+# the mtime $2 (the lock's commit time), so the layer is the same from commit to commit.
+set -eu
+debs=$1 epoch=$2
+start=$(( $(date +%s) - 1 ))
+set --
+for deb in "$debs"/*.deb; do
+  [ -e "$deb" ] || continue
+  name=$(dpkg-deb --field "$deb" Package)
+  version=$(dpkg-deb --field "$deb" Version)
+  have=$(dpkg-query --show --showformat '${db:Status-Status} ${Version}' "$name" 2>/dev/null || true)
+  case $have in
+    "installed "*) dpkg --compare-versions "${have#installed }" lt "$version" || continue ;;
+  esac
+  set -- "$@" "$deb"
+done
+[ $# -eq 0 ] && exit 0
+DEBIAN_FRONTEND=noninteractive dpkg --install --force-confold "$@"
+rm -f /var/log/dpkg.log /var/log/alternatives.log /var/lib/dpkg/*-old \
+  /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache
+find / -xdev -newermt "@$start" -exec touch -h -d "@$epoch" {} +
