@@ -21,4 +21,6 @@ done
 DEBIAN_FRONTEND=noninteractive dpkg --install --force-confold "$@"
 rm -f /var/log/dpkg.log /var/log/alternatives.log /var/lib/dpkg/*-old \
   /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache
-find / -xdev -newermt "@$start" -exec touch -h -d "@$epoch" {} +
+# Where dpkg writes (/bin, /lib are /usr's on Debian); the build's own mounts left alone.
+find /etc /usr /var -xdev -newermt "@$start" ! -path /etc/hosts ! -path /etc/hostname \
+  ! -path /etc/resolv.conf -exec touch -h -d "@$epoch" {} +
