@@ -18,7 +18,18 @@ for deb in "$debs"/*.deb; do
   set -- "$@" "$deb"
 done
 [ $# -eq 0 ] && exit 0
-DEBIAN_FRONTEND=noninteractive dpkg --install --force-confold "$@"
+# No documentation, manuals or translations (git's docs hold a test suite of its contrib
+# tools); the copyright files stay.
+DEBIAN_FRONTEND=noninteractive dpkg --install --force-confold \
+  --path-exclude='/usr/share/doc/*' --path-include='/usr/share/doc/*/copyright' \
+  --path-exclude='/usr/share/man/*' --path-exclude='/usr/share/info/*' \
+  --path-exclude='/usr/share/locale/*' "$@"
+# dpkg still makes the directories of what it excluded: drop the empty ones of each package's
+# own documentation folder.
+for deb in "$@"; do
+  doc=/usr/share/doc/$(dpkg-deb --field "$deb" Package)
+  [ ! -d "$doc" ] || find "$doc" -mindepth 1 -depth -type d -empty -delete
+done
 rm -f /var/log/dpkg.log /var/log/alternatives.log /var/lib/dpkg/*-old \
   /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache
 # Where dpkg writes (/bin, /lib are /usr's on Debian); the build's own mounts left alone.
