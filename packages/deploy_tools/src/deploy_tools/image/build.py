@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy_tools.image import layerdiff, sbom, wheelhouse
+from deploy_tools.image import debs, layerdiff, sbom, wheelhouse
 from deploy_tools.settings import WORKER_IMAGE, workspace_members
 
 DOCKERFILE = "Dockerfile.worker"
@@ -55,6 +55,7 @@ class BuildOptions:
     base_image: str | None = None  # None: the pinned default in Dockerfile.worker
     no_cache: bool = False
     wheel_cache: Path | None = None  # None: <project>/.image/wheelhouse
+    deb_cache: Path | None = None  # None: <project>/.image/debs
     context_dir: Path | None = None  # None: <project>/.image/context
     epoch: int | None = None  # None: last commit time
     build_args: dict[str, str] = field(default_factory=dict)
@@ -98,9 +99,10 @@ def source_date_epoch(project: Path) -> int:
     return int(value)
 
 
-def lock_epoch(project: Path, default: int) -> int:
-    """The commit time of ``uv.lock``: the dependency layer's timestamp (stable across commits)."""
-    value = git_output(project, "log", "-1", "--format=%ct", "--", "uv.lock")
+def lock_epoch(project: Path, default: int, lock: str | Path = "uv.lock") -> int:
+    """The commit time of ``lock`` (default ``uv.lock``): a dependency layer's timestamp
+    (stable across commits)."""
+    value = git_output(project, "log", "-1", "--format=%ct", "--", str(lock))
     return int(value) if value else default
 
 
@@ -188,6 +190,7 @@ def assemble_context(
     target: wheelhouse.Target,
     wheel_cache: Path,
     epoch: int,
+    deb_cache: Path | None = None,
 ) -> None:
     """Write the build context for ``project`` into an empty folder ``ctx``."""
     ctx.mkdir(parents=True, exist_ok=True)
@@ -199,6 +202,9 @@ def assemble_context(
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
     wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
     shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
+    # Debian packages (git): hash-checked .deb files, installed offline by install-debs.sh.
+    debs.fetch(debs.read_lock(), deb_cache or project / ".image" / "debs", ctx / "debs")
+    shutil.copyfile(debs.INSTALLER, ctx / "install-debs.sh")
     # The [tool.airnub] table and each member's pyproject.toml (only that file: a project's own
     # [tool.airnub.project] table) tell `airnub` in the image which projects and files exist.
     shutil.copyfile(project / "pyproject.toml", ctx / "pyproject.toml")
@@ -335,11 +341,12 @@ def build_image(opts: BuildOptions) -> BuildResult:
     if ctx.exists():
         shutil.rmtree(ctx)
     wheel_cache = opts.wheel_cache or project / ".image" / "wheelhouse"
-    assemble_context(project, ctx, target, wheel_cache, epoch)
+    assemble_context(project, ctx, target, wheel_cache, epoch, opts.deb_cache)
     args = {
         "BASE_IMAGE": base,
         "SOURCE_DATE_EPOCH": str(epoch),
         "DEPS_EPOCH": str(min(epoch, lock_epoch(project, epoch))),
+        "DEBS_EPOCH": str(min(epoch, lock_epoch(project, epoch, debs.LOCK))),
         "VERSION": project_version(project),
         "REVISION": git_output(project, "rev-parse", "HEAD") or "unknown",
         "SOURCE": opts.source,

@@ -263,10 +263,27 @@ def _validate(
         DeployError: an invalid file or an unknown pool; nothing was built or deployed.
     """
     from deploy_tools.setup import SetupFilesError, load_plan
+    from deploy_tools.setup.plan import pull_userinfo_problems
     from deploy_tools.setup.pools import PoolUse, deployment_job_variable_problems, missing_pools
+    from deploy_tools.setup.templating import render
 
     reporter.step_started("files", "validating deploy/ for the remote")
-    deployments = {name: load_remote_file(path)["deployments"] for name, path in files.items()}
+    docs = {name: load_remote_file(path) for name, path in files.items()}
+    deployments = {name: doc["deployments"] for name, doc in docs.items()}
+    # `prefect deploy` stores pull steps as resolved from the environment: check them so.
+    leaks = [
+        problem
+        for name, doc in docs.items()
+        for problem in pull_userinfo_problems(
+            render(doc, os.environ), str(settings.relative(files[name]))
+        )
+    ]
+    if leaks:
+        reporter.step_finished("files", "a pull step holds a credential, nothing was deployed:",
+                               ok=False)  # fmt: skip
+        for problem in leaks:
+            reporter.failure(f"  {problem}")
+        raise DeployError("deploy remote stopped before building")
     try:
         plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     except SetupFilesError as exc:

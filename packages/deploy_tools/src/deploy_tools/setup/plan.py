@@ -146,25 +146,50 @@ def _import_callable(ref: str) -> Callable[[Any], object]:
     return fn  # type: ignore[no-any-return]
 
 
-def _userinfo_problems(value: Any, where: str, key: str) -> list[str]:
+_SOURCE_HINT = "name it in the source's `auth`"
+# git_clone's own credentials keys (prefect.deployments.steps.pull.git_clone).
+_PULL_HINT = "pass it as the step's `access_token` or `credentials` ({{ prefect.blocks.… }})"
+
+
+def _userinfo_problems(
+    value: Any, where: str, key: str, hint: str = _SOURCE_HINT
+) -> list[str]:
     """A problem for each text in `value` that is a URL with a user name or password.
 
-    Checked for every variable value and deployment parameter: Prefect stores those as
-    given, so a credential there would be readable by anyone with API access. The
-    problem names the key, never the URL.
+    Checked for every variable value, deployment parameter and pull step (a `git_clone`
+    repository): Prefect stores those as given, so a credential there would be readable by
+    anyone with API access. The problem names the key, never the URL.
     """
     if isinstance(value, str):
         if "://" in value and has_userinfo(value):
             return [
                 f"{where}: {key}: a URL with a user name or password; keep credentials in a "
-                "Secret block (deploy/projects/<name>/blocks/) and name it in the source's `auth`"
+                f"Secret block (deploy/projects/<name>/blocks/) and {hint}"
             ]
         return []
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _userinfo_problems(v, where, f"{key}.{k}")]
+        return [
+            p for k, v in value.items() for p in _userinfo_problems(v, where, f"{key}.{k}", hint)
+        ]
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _userinfo_problems(v, where, f"{key}[{i}]")]
+        return [
+            p for i, v in enumerate(value) for p in _userinfo_problems(v, where, f"{key}[{i}]", hint)
+        ]
     return []
+
+
+def pull_userinfo_problems(doc: Mapping[str, Any], where: str) -> list[str]:
+    """`_userinfo_problems` of a deployment file's pull steps: the file's and each deployment's.
+
+    `doc` is the file with its `{{ $NAME }}` already resolved (a repository given as
+    `{{ $GIT_URL }}` is checked as the URL `prefect deploy` would store).
+    """
+    problems = _userinfo_problems(doc.get("pull"), where, "pull", _PULL_HINT)
+    for i, dep in enumerate(doc.get("deployments") or []):
+        if isinstance(dep, Mapping):
+            key = f"deployments[{i}] ({dep.get('name')}).pull"
+            problems += _userinfo_problems(dep.get("pull"), where, key, _PULL_HINT)
+    return problems
 
 
 def _plan_variable(spec: VariableFile, where: str, problems: list[str]) -> None:
@@ -265,6 +290,7 @@ def _plan_deployments(
     doc = _read(file, PrefectFile, env, where, problems, template_keys=("pull", "deployments"))
     if doc is None:
         return []
+    problems.extend(pull_userinfo_problems(doc.model_dump(), where))
     planned = []
     for i, dep in enumerate(doc.deployments):
         key = f"deployments[{i}] ({dep.name})"
