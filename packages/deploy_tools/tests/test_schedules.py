@@ -246,6 +246,7 @@ def test_setup_apply_keeps_schedule_ids_and_scheduled_runs_across_redeploys(
     after = snapshot(server, "ticks")
     assert after["schedules"] == before["schedules"]
     counts.append(same_runs(before, after)[1])
+    renewed = len({r for *_, r in before["runs"]} - {r for *_, r in after["runs"]})
     time.sleep(1.5)
     counts.append(same_runs(after, snapshot(server, "ticks"))[1])
     # One schedule changed: updated in place (its id kept), the others untouched.
@@ -254,8 +255,11 @@ def test_setup_apply_keeps_schedule_ids_and_scheduled_runs_across_redeploys(
     )
     changed = snapshot(server, "ticks")
     assert [s for s, _, _ in changed["schedules"]] == [s for s, _, _ in after["schedules"]]
+    cron_id = next(s for s, _, text in after["schedules"] if "'cron'" in text)
+    same_runs(*({"runs": [r for r in x["runs"] if r[0] != cron_id]} for x in (after, changed)))
     print(f"scheduled runs: created {counts[0]}, after the scheduler's loop {counts[1]}, "
-          f"two unchanged applies {counts[2:4]}, a changed description {counts[4:6]}")  # fmt: skip
+          f"two unchanged applies {counts[2:4]}, a changed description {counts[4:6]} "
+          f"({renewed} runs scheduled again under new ids)")  # fmt: skip
 
 
 STABLE = """\

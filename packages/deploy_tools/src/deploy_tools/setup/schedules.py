@@ -13,7 +13,7 @@ same start times come back, and none falls in the gap before that loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -149,7 +149,7 @@ def _pairs(wanted: Sequence[Schedule], existing: Sequence[Any]) -> dict[int, Any
                 take(i, found)
     for i, spec in enumerate(wanted):
         if i not in pairs:
-            kind = _kind(prefect_schedule(spec, datetime(2020, 1, 1, tzinfo=UTC)))
+            kind = next(k for k in ("cron", "interval", "rrule") if getattr(spec, k) is not None)
             found = next((e for e in free if e.slug is None and _kind(e.schedule) == kind), None)
             if found is not None:
                 take(i, found)
@@ -161,7 +161,8 @@ def plan_schedules(wanted: Sequence[Schedule], existing: Sequence[Any]) -> Sched
     from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentScheduleUpdate
 
     pairs = _pairs(wanted, existing)
-    changes = ScheduleChanges(delete=[e.id for e in existing if e not in pairs.values()])
+    paired = {e.id for e in pairs.values()}
+    changes = ScheduleChanges(delete=[e.id for e in existing if e.id not in paired])
     for i, spec in enumerate(wanted):
         old = pairs.get(i)
         schedule = prefect_schedule(spec, _anchor(spec, old) if old is not None else None)
