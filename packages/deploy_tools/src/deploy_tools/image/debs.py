@@ -26,8 +26,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +82,9 @@ def mirrors(environ: dict[str, str] | None = None) -> list[str]:
         text = file.read_text()
         if file.suffix == ".sources":
             for para in re.split(r"\n\s*\n", text):
-                if re.search(r"^Types:.*\bdeb\b", para, re.M) and not re.search(
-                    r"^Enabled:\s*no", para, re.M | re.I
-                ):
+                types = re.search(r"^Types:(.*)$", para, re.M)
+                enabled = not re.search(r"^Enabled:\s*no", para, re.M | re.I)
+                if types and "deb" in types.group(1).split() and enabled:
                     for m in re.finditer(r"^URIs:\s*(.+)$", para, re.M):
                         found += m.group(1).split()
         else:
@@ -104,13 +102,21 @@ def _sha256(path: Path) -> str:
 
 
 def _download(deb: Deb, roots: list[str], out: Path) -> None:
+    import httpx
+
     tried = []
     for root in roots:
-        url = f"{root}/{deb.path}"
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, out.open("wb") as fh:
-                shutil.copyfileobj(resp, fh)
-        except (urllib.error.URLError, OSError) as exc:
+            with (
+                httpx.stream(
+                    "GET", f"{root}/{deb.path}", timeout=60, follow_redirects=True
+                ) as resp,
+                out.open("wb") as fh,
+            ):
+                resp.raise_for_status()
+                for chunk in resp.iter_bytes():
+                    fh.write(chunk)
+        except (httpx.HTTPError, OSError) as exc:
             tried.append(f"{root}: {exc}")
             continue
         if _sha256(out) == deb.sha256:
@@ -181,13 +187,20 @@ def resolve(packages: list[str], base_image: str) -> list[Deb]:
     with tempfile.TemporaryDirectory(prefix="airnub-debs-") as tmp:
         (Path(tmp) / "status").write_text(_minimal_status(status))
         (Path(tmp) / "archives" / "partial").mkdir(parents=True)
-        opts = ["-o", f"Dir::State::status={tmp}/status", "-o", f"Dir::Cache::archives={tmp}/archives"]
+        opts = [
+            "-o",
+            f"Dir::State::status={tmp}/status",
+            "-o",
+            f"Dir::Cache::archives={tmp}/archives",
+        ]
         sim = subprocess.run(
             ["apt-get", *opts, "--simulate", "--no-install-recommends", "-qq", "install", *packages],
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
     debs = []
-    for name, version, arch in re.findall(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) .*?\[(\S+)\]\)", sim, re.M):
+    for name, version, arch in re.findall(
+        r"^Inst (\S+) (?:\[\S+\] )?\((\S+) .*?\[(\S+)\]\)", sim, re.M
+    ):
         show = subprocess.run(
             ["apt-cache", "show", f"{name}={version}"], check=True, capture_output=True, text=True
         ).stdout.split("\n\n")[0]

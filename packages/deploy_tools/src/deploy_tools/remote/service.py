@@ -246,8 +246,8 @@ def _validate(
     """
     from deploy_tools.setup import SetupFilesError, load_plan
     from deploy_tools.setup.plan import pull_userinfo_problems
-    from deploy_tools.setup.templating import render
     from deploy_tools.setup.pools import PoolUse, missing_pools
+    from deploy_tools.setup.templating import render
 
     reporter.step_started("files", "validating deploy/ for the remote")
     docs = {name: load_remote_file(path) for name, path in files.items()}
