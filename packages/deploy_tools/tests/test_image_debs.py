@@ -46,6 +46,24 @@ def test_mirrors_come_from_the_environment_or_apt_sources(
     ]
 
 
+def test_the_base_image_s_own_mirror_comes_after_the_host_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "host.list").write_text("deb http://host.invalid/debian bookworm main\n")
+    monkeypatch.setattr(debs, "SOURCES_DIR", tmp_path)
+    monkeypatch.setattr(debs, "SOURCES_LIST", tmp_path / "none")
+    seen: list[str] = []
+
+    def image_sources(image: str) -> str:
+        seen.append(image)
+        return "Types: deb\nURIs: http://base.invalid/debian\n"
+
+    monkeypatch.setattr(debs, "image_sources", image_sources)
+    found = debs.mirrors({}, base_image="some/base:tag")
+    assert found == ["http://host.invalid/debian", "http://base.invalid/debian"]
+    assert seen == ["some/base:tag"]
+
+
 def test_fetch_checks_each_file_and_tries_the_next_mirror(
     tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
