@@ -23,12 +23,16 @@ def test_git_clones_as_the_worker_user(run_in_image: RunInImage) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["hi", "10001"]
     # git clone over https:// is git-remote-https, linked against libcurl (no missing library)
-    helper = run_in_image("sh", "-c", "ldd /usr/lib/git-core/git-remote-https | grep -c 'not found' || true")
+    helper = run_in_image(
+        "sh", "-c", "ldd /usr/lib/git-core/git-remote-https | grep -c 'not found' || true"
+    )
     assert helper.stdout.strip() == "0", helper
 
 
 def test_dpkg_is_consistent_and_left_no_logs(run_in_image: RunInImage) -> None:
-    audit = run_in_image("sh", "-c", "dpkg --audit && dpkg-query -W -f '${Version}' git && ls -A /var/log")
+    audit = run_in_image(
+        "sh", "-c", "dpkg --audit && dpkg-query -W -f '${Version}' git && ls -A /var/log"
+    )
     assert audit.returncode == 0, audit.stderr
     assert audit.stdout.startswith("1:2."), audit.stdout  # the locked git, and /var/log is empty
     assert "dpkg.log" not in audit.stdout and "alternatives.log" not in audit.stdout

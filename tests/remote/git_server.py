@@ -82,9 +82,11 @@ class GitHandler(BaseHTTPRequestHandler):
     token: str
     git: str
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: object) -> None:
         # Request line and status only (no headers: no credential reaches the log).
-        sys.stderr.write(f"{self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n")
+        sys.stderr.write(
+            f"{self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n"
+        )
 
     def do_GET(self) -> None:
         self._serve()

@@ -33,7 +33,7 @@ CA_IN_CONTAINER = "/run/airnub-git-ca.pem"
 # What the served branch adds to the flow's file: a marker in the run's data volume.
 MARKER_LINE = (
     "\n# Added by tests/remote/test_git_storage.py in the served branch only.\n"
-    'import pathlib as _marker_pathlib  # noqa: E402\n'
+    "import pathlib as _marker_pathlib  # noqa: E402\n"
     '_marker_pathlib.Path("/app/data/git-marker.txt").write_text(\n'
     '    "{marker} " + str(_marker_pathlib.Path(__file__).resolve())\n'
     ")\n"
@@ -126,7 +126,9 @@ def test_a_token_in_the_repository_url_is_refused(
 
 
 @pytest.fixture(scope="module")
-def git_deployment(git_server: GitServer, checkout: Copy, remote: Remote) -> Iterator[dict[str, object]]:
+def git_deployment(
+    git_server: GitServer, checkout: Copy, remote: Remote
+) -> Iterator[dict[str, object]]:
     done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.git.yaml",
                            ALPHA_GIT_REPOSITORY=git_server.url, ALPHA_GIT_BRANCH=BRANCH,
                            ALPHA_GIT_TOKEN=git_server.token)  # fmt: skip

@@ -31,7 +31,9 @@ def git_clone(repository: str) -> str:
 
 def test_a_repository_url_with_a_token_is_refused_and_a_clean_one_is_not() -> None:
     doc = {
-        "pull": [{"prefect.deployments.steps.git_clone": {"repository": f"https://x:{SECRET}@h/r.git"}}],
+        "pull": [
+            {"prefect.deployments.steps.git_clone": {"repository": f"https://x:{SECRET}@h/r.git"}}
+        ],
         "deployments": [
             {"name": "a", "pull": [{"git_clone": {"repository": f"https://{SECRET}@h/r.git"}}]},
             {"name": "b", "pull": [{"git_clone": {"repository": "https://h/r.git"}}]},

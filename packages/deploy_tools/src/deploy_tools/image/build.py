@@ -191,6 +191,7 @@ def assemble_context(
     wheel_cache: Path,
     epoch: int,
     deb_cache: Path | None = None,
+    base_image: str | None = None,  # its apt sources: a mirror for the .deb files
 ) -> None:
     """Write the build context for ``project`` into an empty folder ``ctx``."""
     ctx.mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def assemble_context(
     wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
     shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
     # Debian packages (git): hash-checked .deb files, installed offline by install-debs.sh.
-    debs.fetch(debs.read_lock(), deb_cache or project / ".image" / "debs", ctx / "debs")
+    debs.fetch(debs.read_lock(), deb_cache or project / ".image" / "debs", ctx / "debs", base_image)
     shutil.copyfile(debs.INSTALLER, ctx / "install-debs.sh")
     # The [tool.airnub] table and each member's pyproject.toml (only that file: a project's own
     # [tool.airnub.project] table) tell `airnub` in the image which projects and files exist.
@@ -341,7 +342,7 @@ def build_image(opts: BuildOptions) -> BuildResult:
     if ctx.exists():
         shutil.rmtree(ctx)
     wheel_cache = opts.wheel_cache or project / ".image" / "wheelhouse"
-    assemble_context(project, ctx, target, wheel_cache, epoch, opts.deb_cache)
+    assemble_context(project, ctx, target, wheel_cache, epoch, opts.deb_cache, base)
     args = {
         "BASE_IMAGE": base,
         "SOURCE_DATE_EPOCH": str(epoch),

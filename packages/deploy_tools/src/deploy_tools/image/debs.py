@@ -3,7 +3,8 @@ hash-pinned .deb files fetched on the host.
 
 The build is hermetic (`--network none`), so, like the wheels, the .deb files go into the build
 context: each line of `debs.lock` pins a package's version and SHA-256, and the file is
-downloaded from a Debian mirror (the host's apt sources, or AIRNUB_DEBIAN_MIRRORS), checked,
+downloaded from a Debian mirror (AIRNUB_DEBIAN_MIRRORS, else the host's and then the base
+image's apt sources: no mirror is written in the project), checked,
 and cached in `.image/debs`. In the image `install-debs.sh` installs them with dpkg.
 
 The lock holds the closure of `git`'s dependencies (no Recommends) over a minimal Debian (the
@@ -26,8 +27,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,28 +69,41 @@ def read_lock(path: Path = LOCK) -> list[Deb]:
     return debs
 
 
-def mirrors(environ: dict[str, str] | None = None) -> list[str]:
-    """Mirror roots to try, in order: AIRNUB_DEBIAN_MIRRORS (space-separated), else every
-    `deb` URI of the host's apt sources (deb822 `.sources` and one-line `.list` files)."""
+def source_uris(text: str) -> list[str]:
+    """The `deb` URIs of apt sources text: deb822 paragraphs (`Types: deb`, `URIs:`, not
+    `Enabled: no`) and one-line `deb [options] URI suite …` entries."""
+    found: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        types = re.search(r"^Types:(.*)$", para, re.M)
+        enabled = not re.search(r"^Enabled:\s*no", para, re.M | re.I)
+        if types and "deb" in types.group(1).split() and enabled:
+            for m in re.finditer(r"^URIs:\s*(.+)$", para, re.M):
+                found += m.group(1).split()
+    found += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M)
+    return found
+
+
+def image_sources(image: str) -> str:
+    """The apt sources files of `image` (its own Debian mirror), read offline."""
+    return subprocess.run(
+        ["docker", "run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "sh",
+         image, "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; echo"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+
+
+def mirrors(environ: dict[str, str] | None = None, base_image: str | None = None) -> list[str]:
+    """Mirror roots to try, in order: AIRNUB_DEBIAN_MIRRORS (space-separated) alone when set;
+    else the `deb` URIs of the host's apt sources, then those of `base_image` (a Debian base
+    names its own mirror: a macOS or Ubuntu host needs no setting)."""
     env = os.environ if environ is None else environ
     if env.get(MIRRORS_ENV):
         return env[MIRRORS_ENV].split()
-    found: list[str] = []
     files = sorted(SOURCES_DIR.glob("*.sources")) + sorted(SOURCES_DIR.glob("*.list"))
-    for file in [SOURCES_LIST, *files]:
-        if not file.is_file():
-            continue
-        text = file.read_text()
-        if file.suffix == ".sources":
-            for para in re.split(r"\n\s*\n", text):
-                if re.search(r"^Types:.*\bdeb\b", para, re.M) and not re.search(
-                    r"^Enabled:\s*no", para, re.M | re.I
-                ):
-                    for m in re.finditer(r"^URIs:\s*(.+)$", para, re.M):
-                        found += m.group(1).split()
-        else:
-            for m in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M):
-                found.append(m.group(1))
+    texts = [f.read_text() for f in [SOURCES_LIST, *files] if f.is_file()]
+    if base_image is not None:
+        texts.append(image_sources(base_image))
+    found = [uri for text in texts for uri in source_uris(text)]
     return list(dict.fromkeys(u.rstrip("/") for u in found))
 
 
@@ -104,13 +116,21 @@ def _sha256(path: Path) -> str:
 
 
 def _download(deb: Deb, roots: list[str], out: Path) -> None:
+    import httpx
+
     tried = []
     for root in roots:
-        url = f"{root}/{deb.path}"
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, out.open("wb") as fh:
-                shutil.copyfileobj(resp, fh)
-        except (urllib.error.URLError, OSError) as exc:
+            with (
+                httpx.stream(
+                    "GET", f"{root}/{deb.path}", timeout=60, follow_redirects=True
+                ) as resp,
+                out.open("wb") as fh,
+            ):
+                resp.raise_for_status()
+                for chunk in resp.iter_bytes():
+                    fh.write(chunk)
+        except (httpx.HTTPError, OSError) as exc:
             tried.append(f"{root}: {exc}")
             continue
         if _sha256(out) == deb.sha256:
@@ -124,9 +144,9 @@ def _download(deb: Deb, roots: list[str], out: Path) -> None:
     )
 
 
-def fetch(debs: list[Deb], cache: Path, dest: Path) -> list[Path]:
-    """Put every locked .deb into `dest` (from `cache`, downloaded when missing), each checked
-    against its SHA-256."""
+def fetch(debs: list[Deb], cache: Path, dest: Path, base_image: str | None = None) -> list[Path]:
+    """Put every locked .deb into `dest` (from `cache`, downloaded when missing from the
+    `mirrors`), each checked against its SHA-256."""
     cache.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
     roots: list[str] | None = None
@@ -134,7 +154,7 @@ def fetch(debs: list[Deb], cache: Path, dest: Path) -> list[Path]:
     for deb in debs:
         cached = cache / deb.file_name
         if not (cached.is_file() and _sha256(cached) == deb.sha256):
-            roots = mirrors() if roots is None else roots
+            roots = mirrors(base_image=base_image) if roots is None else roots
             _download(deb, roots, cached)
         link = dest / deb.file_name
         try:
@@ -181,13 +201,20 @@ def resolve(packages: list[str], base_image: str) -> list[Deb]:
     with tempfile.TemporaryDirectory(prefix="airnub-debs-") as tmp:
         (Path(tmp) / "status").write_text(_minimal_status(status))
         (Path(tmp) / "archives" / "partial").mkdir(parents=True)
-        opts = ["-o", f"Dir::State::status={tmp}/status", "-o", f"Dir::Cache::archives={tmp}/archives"]
+        opts = [
+            "-o",
+            f"Dir::State::status={tmp}/status",
+            "-o",
+            f"Dir::Cache::archives={tmp}/archives",
+        ]
         sim = subprocess.run(
             ["apt-get", *opts, "--simulate", "--no-install-recommends", "-qq", "install", *packages],
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
     debs = []
-    for name, version, arch in re.findall(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) .*?\[(\S+)\]\)", sim, re.M):
+    for name, version, arch in re.findall(
+        r"^Inst (\S+) (?:\[\S+\] )?\((\S+) .*?\[(\S+)\]\)", sim, re.M
+    ):
         show = subprocess.run(
             ["apt-cache", "show", f"{name}={version}"], check=True, capture_output=True, text=True
         ).stdout.split("\n\n")[0]

@@ -151,9 +151,7 @@ _SOURCE_HINT = "name it in the source's `auth`"
 _PULL_HINT = "pass it as the step's `access_token` or `credentials` ({{ prefect.blocks.… }})"
 
 
-def _userinfo_problems(
-    value: Any, where: str, key: str, hint: str = _SOURCE_HINT
-) -> list[str]:
+def _userinfo_problems(value: Any, where: str, key: str, hint: str = _SOURCE_HINT) -> list[str]:
     """A problem for each text in `value` that is a URL with a user name or password.
 
     Checked for every variable value, deployment parameter and pull step (a `git_clone`
@@ -173,7 +171,9 @@ def _userinfo_problems(
         ]
     if isinstance(value, list):
         return [
-            p for i, v in enumerate(value) for p in _userinfo_problems(v, where, f"{key}[{i}]", hint)
+            p
+            for i, v in enumerate(value)
+            for p in _userinfo_problems(v, where, f"{key}[{i}]", hint)
         ]
     return []
 
