@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.stack]
 GIB, MIB = 1024**3, 1024**2
 # deploy/compose.yaml's defaults: (memory in bytes, CPUs)
 DEFAULTS = {
-    "postgres": (1 * GIB, 1.0),
-    "prefect-server": (1 * GIB, 1.0),
+    "postgres": (1 * GIB, 2.0),
+    "prefect-server": (1 * GIB, 2.0),
     "demo-data": (256 * MIB, 0.5),
     "worker": (4 * GIB, 2.0),
 }
