@@ -1,7 +1,6 @@
 """The compose stack's resource limits, as the engine applies them: every service of the shared
 session stack (`compose_stack`) runs with its memory limit, no swap, and its CPU limit from
-deploy/compose.yaml's defaults (the docker-worker profile's container too, created, not
-started); an AIRNUB_<SERVICE>_MEMORY / _CPUS value replaces them.
+deploy/compose.yaml's defaults; an AIRNUB_<SERVICE>_MEMORY / _CPUS value replaces them.
 
 Runs before test_compose_stack.py and leaves the stack as it found it (demo-data is recreated
 with an override, then with the defaults again).
@@ -48,16 +47,6 @@ def test_every_service_runs_with_its_default_limits_and_no_swap(compose_stack: C
     assert set(DEFAULTS) <= running, running
     for service, (memory, cpus) in DEFAULTS.items():
         assert limits(compose_stack, service) == (memory, memory, cpus), service
-
-
-def test_the_docker_worker_profile_has_its_limits(compose_stack: Checkout) -> None:
-    profile = ("--profile", "docker-worker")
-    created = compose_stack.compose(*profile, "create", "docker-worker")  # not started
-    try:
-        assert created.returncode == 0, created.stderr
-        assert limits(compose_stack, "docker-worker") == (512 * MIB, 512 * MIB, 1.0)
-    finally:
-        compose_stack.compose(*profile, "rm", "--force", "docker-worker")
 
 
 def test_an_environment_value_replaces_a_default(compose_stack: Checkout) -> None:

@@ -140,3 +140,22 @@ def test_compose_args_name_the_files_env_file_and_project(
     env = s.compose_env()
     assert (env["AIRNUB_SERVER_PORT"], env["AIRNUB_DATA_PORT"]) == ("4300", "8800")
     assert env["STACK_DATA_DIR"] == str(root / "data")
+
+
+def test_cpu_limits_are_lowered_to_a_smaller_host_unless_set(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy_tools.local.stack.compose import COMPOSE_CPU_LIMITS
+
+    compose = stack(checkout)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert not set(COMPOSE_CPU_LIMITS) & set(compose.compose_env())
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    for name in COMPOSE_CPU_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    assert {n: compose.compose_env()[n] for n in COMPOSE_CPU_LIMITS} == dict.fromkeys(
+        COMPOSE_CPU_LIMITS, "1"
+    )
+    monkeypatch.setenv("AIRNUB_SERVER_CPUS", "0.5")  # the shell's value is compose's
+    (checkout / ".env").write_text("POSTGRES_PASSWORD=x\nAIRNUB_WORKER_CPUS=0.75\n")  # and .env's
+    assert set(compose.compose_env()) & set(COMPOSE_CPU_LIMITS) == {"AIRNUB_POSTGRES_CPUS"}

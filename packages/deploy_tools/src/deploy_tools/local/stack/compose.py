@@ -56,6 +56,9 @@ PG_VOLUME = "pgdata-15"  # PostgreSQL's volume in compose.yaml
 WAIT_SECONDS = 180
 PROJECT_FILE = "project.json"  # under .local/compose/: the project and files of the last up
 AUTH_FAILED = "password authentication failed"
+# deploy/compose.yaml's services whose CPU limit defaults to COMPOSE_CPU_DEFAULT.
+COMPOSE_CPU_LIMITS = ("AIRNUB_POSTGRES_CPUS", "AIRNUB_SERVER_CPUS", "AIRNUB_WORKER_CPUS")
+COMPOSE_CPU_DEFAULT = 2
 # Commands that only look at or stop containers: they need neither `.env` nor the password.
 _LOOKING = {"ps", "logs", "stop", "down"}
 _PLACEHOLDER = "unused-by-this-command"
@@ -156,7 +159,20 @@ class ComposeStack(LoopbackUrls):
             "AIRNUB_WORKER_NAME": s.worker_name,
             "STACK_GID": str(os.getgid()),
             "STACK_DATA_DIR": str(self.data_dir),
+            **self.capped_cpus(),
         }
+
+    def capped_cpus(self) -> dict[str, str]:
+        """compose.yaml's 2-CPU limits lowered to a smaller host's count (Docker refuses a
+        limit above it), unless the environment or `.env` sets one."""
+        cpus = os.cpu_count() or 1
+        if cpus >= COMPOSE_CPU_DEFAULT:
+            return {}
+        text = self.env_file.read_text() if self.env_file.is_file() else ""
+        in_dotenv = {line.split("=", 1)[0].removeprefix("export ").strip()
+                     for line in text.splitlines() if "=" in line}  # fmt: skip
+        return {name: str(cpus) for name in COMPOSE_CPU_LIMITS
+                if name not in os.environ and name not in in_dotenv}  # fmt: skip
 
     def compose_files(self) -> list[Path]:
         """deploy/compose.yaml and the files applied over it (AIRNUB_COMPOSE_FILES)."""
