@@ -243,7 +243,7 @@ def deploy_remote(
     _apply(reporter, target, plan)
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
-    pruner.finish(remote_deployment_names(files.values()))
+    pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
     return result
 
 

@@ -376,9 +376,10 @@ class Pruner:
         return changes
 
 
-def remote_deployment_names(files: Iterable[Path]) -> set[str]:
+def remote_deployment_names(files: Iterable[Path], root: Path) -> set[str]:
     """`flow/name` of every deployment in the remote files `files` (each project's
-    `prefect*.yaml` but its local one): any of them may have been deployed.
+    `prefect*.yaml` but its local one): any of them may have been deployed. A file entrypoint
+    (`path/flows.py:flow`) is read from `root`, the checkout `prefect deploy` runs in.
 
     Raises:
         DeployError: a file or an entrypoint cannot be read (then nothing can be pruned safely).
@@ -392,7 +393,10 @@ def remote_deployment_names(files: Iterable[Path]) -> set[str]:
         try:
             entries = (yaml.safe_load(path.read_text()) or {}).get("deployments") or []
             for e in entries:
-                names.add(f"{load_flow(e['entrypoint']).name}/{e['name']}")
+                where, _, function = str(e["entrypoint"]).rpartition(":")
+                if where.endswith(".py"):
+                    where = str(root / where)
+                names.add(f"{load_flow(f'{where}:{function}').name}/{e['name']}")
         except Exception as exc:
             raise DeployError(
                 f"prune: cannot read the deployments of {path.name} ({exc}); nothing was deployed"
@@ -429,4 +433,4 @@ def remote_check(
         scope_of(settings, "remote"), api_url, reporter, prune=prune, yes=yes, dry_run=dry_run,
         doing="deploy remote",
     )  # fmt: skip
-    return pruner, pruner.check(plan, remote_deployment_names(files))
+    return pruner, pruner.check(plan, remote_deployment_names(files, settings.project_dir))
