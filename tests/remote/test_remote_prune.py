@@ -1,5 +1,6 @@
 """`airnub deploy remote --prune` against the stand-in remote: a renamed deployment leaves
-exactly one, a deployment made by hand stays, and `--dry-run` deletes nothing.
+exactly one, a deployment made by hand stays, `--dry-run` deletes nothing, and a prune of
+most of what airnub manages is refused without `--yes` before anything is built.
 
 The test deploys its own file beside alpha's prefect.yaml (the same three deployments and one
 more), git-ignored in the copy: deploy/ is one of the image's inputs, so an untracked file
@@ -31,6 +32,11 @@ def ingest_deployments(remote: Remote) -> dict[str, Any]:
     """The deployments of flow alpha_ingest, by name."""
     body = {"flows": {"name": {"any_": ["alpha_ingest"]}}}
     return {d["name"]: d for d in remote.api("POST", "/deployments/filter", body)}
+
+
+def every_deployment(remote: Remote) -> list[tuple[str, str]]:
+    """(id, updated) of every deployment (the one made by hand has no entrypoint)."""
+    return sorted((d["id"], d["updated"]) for d in remote.api("POST", "/deployments/filter", {}))
 
 
 def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
@@ -68,7 +74,21 @@ def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
         names = set(ingest_deployments(remote))
         assert {"prune-new", "docker", "by-hand"} <= names and "prune-old" not in names
         assert remote.api("GET", f"/deployments/{by_hand['id']}")["name"] == "by-hand"
+
+        # Every deployment renamed in both files: 4 of the 6 objects airnub manages there
+        # would go (the refusal comes before the build: prefect.yaml may differ from HEAD).
+        before = every_deployment(remote)
+        moved = base.replace("  - name: docker\n", "  - name: moved\n")
+        (alpha / "prefect.yaml").write_text(moved)
+        file.write_text(moved + EXTRA.format(name="prune-moved"))
+        refused = checkout.airnub(*deploy, "--prune")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "prune refused: it would delete 4 object(s)" in refused.stderr
+        assert "deployment alpha_ingest/docker (its scheduled runs go with it)" in refused.stderr
+        assert "building" not in refused.stdout
+        assert every_deployment(remote) == before  # nothing deployed, nothing deleted
     finally:
+        (alpha / "prefect.yaml").write_text(base)
         file.unlink(missing_ok=True)
         for name, d in ingest_deployments(remote).items():
             if name in ("prune-old", "prune-new", "by-hand"):

@@ -209,3 +209,41 @@ def test_a_prune_of_more_than_half_is_refused_without_yes(
     for flow in ("beta_flow", "alpha_pipeline"):
         names = deployment_names(flow)
         assert "moved" in names and "local" not in names
+
+
+def test_the_cli_passes_prune_dry_run_and_yes(
+    settings: AirnubSettings, checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from deploy_tools.cli import app
+
+    extra = checkout / "deploy/projects/alpha/variables/alpha_extra.yaml"
+    extra.write_text("name: alpha_extra\nvalue: 1\n")
+    monkeypatch.chdir(checkout)
+    url = ["--api-url", str(PREFECT_API_URL.value())]
+    runner = CliRunner()
+    assert runner.invoke(app, ["setup", "apply", *url]).exit_code == 0
+    extra.unlink()
+    dry = runner.invoke(app, ["setup", "apply", *url, "--prune", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would delete variable alpha_extra" in dry.output
+    assert variable("alpha_extra") is not None
+    done = runner.invoke(app, ["setup", "apply", *url, "--prune", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "variable alpha_extra: deleted" in done.output
+    assert variable("alpha_extra") is None
+
+
+def test_every_remote_file_counts_and_an_unreadable_one_stops_the_prune(checkout: Path) -> None:
+    from deploy_tools.setup.prune import remote_deployment_names
+
+    alpha = checkout / "deploy/projects/alpha"
+    files = sorted(p for p in alpha.glob("prefect*.yaml") if p.name != "prefect.local.yaml")
+    names = remote_deployment_names(files, checkout)
+    assert len(files) == 3 and len({n.split("/")[1] for n in names}) == 3  # one name per file
+    broken = alpha / "prefect.broken.yaml"
+    broken.write_text("deployments:\n  - name: x\n    entrypoint: no.such:flow\n")
+    with pytest.raises(DeployError, match=r"cannot read the deployments of prefect\.broken\.yaml"):
+        remote_deployment_names([broken], checkout)

@@ -245,7 +245,7 @@ def deploy_remote(
     _apply(reporter, target, plan)
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
-    pruner.finish(remote_deployment_names(files.values()))
+    pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
     result.workers = worker.commands_for(settings.project_dir, plan, deployments, result, target.api_url)
     return result
 

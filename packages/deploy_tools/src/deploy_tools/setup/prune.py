@@ -40,6 +40,7 @@ from deploy_tools.setup.models import VariableFile
 from deploy_tools.setup.plan import SetupPlan
 
 PRUNE_LIMIT = 5
+_PAGE = 100  # objects per read (a server refuses more than its PREFECT_API_DEFAULT_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,18 @@ async def read_pruning(
         FlowFilter,
         FlowFilterId,
     )
+    from prefect.client.schemas.objects import Variable
     from prefect.exceptions import ObjectNotFound
 
-    deps = await client.read_deployments(
-        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[scope.tag]))
-    )
+    by_tag = DeploymentFilter(tags=DeploymentFilterTags(all_=[scope.tag]))
+    deps: list[Any] = []
+    while True:  # in pages: a server answers at most PREFECT_API_DEFAULT_LIMIT (200) at once
+        page = await client.read_deployments(
+            deployment_filter=by_tag, limit=_PAGE, offset=len(deps)
+        )
+        deps += page
+        if len(page) < _PAGE:
+            break
     flow_ids = list({d.flow_id for d in deps})
     flows = {
         f.id: f.name
@@ -153,11 +161,16 @@ async def read_pruning(
         for d in deps
         if (name := f"{flows.get(d.flow_id, '?')}/{d.name}") not in deployments
     ]
-    marked_vars = [
-        v
-        for v in await client.read_variables()
-        if scope.tag in (v.tags or []) and v.name != scope.inventory
-    ]
+    marked_vars: list[Any] = []
+    while True:  # the client's read_variables has no filter: Prefect's REST call has one
+        body = {"variables": {"tags": {"all_": [scope.tag]}}, "limit": _PAGE,
+                "offset": len(marked_vars)}  # fmt: skip
+        answer = await client.request("POST", "/variables/filter", json=body)
+        page = Variable.model_validate_list(answer.json())
+        marked_vars += page
+        if len(page) < _PAGE:
+            break
+    marked_vars = [v for v in marked_vars if v.name != scope.inventory]
     stale += [Stale("variable", v.name, str(v.id)) for v in marked_vars if v.name not in variables]
     recorded = await client.read_variable_by_name(scope.inventory)
     present: dict[str, str] = {}
@@ -180,21 +193,18 @@ async def delete_stale(client: Any, pruning: Pruning, stale: Iterable[Stale]) ->
     from prefect.client.schemas.actions import VariableUpdate
     from prefect.exceptions import ObjectNotFound
 
-    delete = {
-        "deployment": client.delete_deployment,
-        "variable": lambda _id, name: client.delete_variable_by_name(name),
-        "block": client.delete_block_document,
-    }
     changes = []
     gone: set[str] = set()
     for s in stale:
         try:
-            if s.kind == "variable":
-                await delete["variable"](s.id, s.name)
+            if s.kind == "deployment":  # the server deletes its scheduled runs with it
+                await client.delete_deployment(UUID(s.id))
+            elif s.kind == "variable":
+                await client.delete_variable_by_name(s.name)
             else:
-                await delete[s.kind](UUID(s.id))
+                await client.delete_block_document(UUID(s.id))
         except ObjectNotFound:
-            pass
+            pass  # gone already
         gone.add(f"{s.kind}:{s.name}")
         detail = "its scheduled runs too" if s.kind == "deployment" else ""
         changes.append(Change(s.kind, s.name, "deleted", detail))
@@ -366,9 +376,10 @@ class Pruner:
         return changes
 
 
-def remote_deployment_names(files: Iterable[Path]) -> set[str]:
+def remote_deployment_names(files: Iterable[Path], root: Path) -> set[str]:
     """`flow/name` of every deployment in the remote files `files` (each project's
-    `prefect*.yaml` but its local one): any of them may have been deployed.
+    `prefect*.yaml` but its local one): any of them may have been deployed. A file entrypoint
+    (`path/flows.py:flow`) is read from `root`, the checkout `prefect deploy` runs in.
 
     Raises:
         DeployError: a file or an entrypoint cannot be read (then nothing can be pruned safely).
@@ -382,7 +393,10 @@ def remote_deployment_names(files: Iterable[Path]) -> set[str]:
         try:
             entries = (yaml.safe_load(path.read_text()) or {}).get("deployments") or []
             for e in entries:
-                names.add(f"{load_flow(e['entrypoint']).name}/{e['name']}")
+                where, _, function = str(e["entrypoint"]).rpartition(":")
+                if where.endswith(".py"):
+                    where = str(root / where)
+                names.add(f"{load_flow(f'{where}:{function}').name}/{e['name']}")
         except Exception as exc:
             raise DeployError(
                 f"prune: cannot read the deployments of {path.name} ({exc}); nothing was deployed"
@@ -419,4 +433,4 @@ def remote_check(
         scope_of(settings, "remote"), api_url, reporter, prune=prune, yes=yes, dry_run=dry_run,
         doing="deploy remote",
     )  # fmt: skip
-    return pruner, pruner.check(plan, remote_deployment_names(files))
+    return pruner, pruner.check(plan, remote_deployment_names(files, settings.project_dir))
