@@ -246,7 +246,9 @@ def deploy_remote(
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
     pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
-    result.workers = worker.commands_for(settings.project_dir, plan, deployments, result, target.api_url)
+    result.workers = worker.commands_for(
+        settings.project_dir, plan, deployments, result, target.api_url
+    )
     return result
 
 
