@@ -42,7 +42,10 @@ from typing import Any
 _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 DONE_ENV = "STACK_STEPS_DONE"  # {"build": build_image's outputs, "push": push_image's} (JSON)
 BUILD_STEP = "deploy_tools.remote.steps.build_image"
-GIT_CLONE_STEPS = ("prefect.deployments.steps.git_clone", "prefect.deployments.steps.pull.git_clone")
+GIT_CLONE_STEPS = (
+    "prefect.deployments.steps.git_clone",
+    "prefect.deployments.steps.pull.git_clone",
+)
 
 
 class StepError(RuntimeError):
