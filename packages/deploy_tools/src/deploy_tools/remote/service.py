@@ -356,7 +356,8 @@ def _build_gate_push(
             target.image, project=str(settings.project_dir), with_git=with_git
         )
         reporter.step_finished(
-            step, f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
+            step,
+            f"{'built' if built['built'] == 'yes' else 'up to date'}{variant}: {built['digest']}",
         )
         step = "gate"
         reporter.step_started(step, f"importing every entrypoint inside {built['image']}")
