@@ -148,7 +148,7 @@ def test_a_git_clone_without_git_in_the_image_is_refused(
         f"{GIT_FILE}: pull[1].prefect.deployments.steps.git_clone runs git in the image, but "
         "build has no deploy_tools.remote.steps.build_image with `with_git: true`"
     ) in out, out[-3000:]
-    assert "image:" not in out  # stopped before building
+    assert "\nimage:" not in out  # stopped before building
     assert "git-code" not in [d["name"] for d in remote.api("POST", "/deployments/filter", {})]
 
 
