@@ -158,3 +158,29 @@ def test_a_default_context_has_no_debs(tmp_path: Path, monkeypatch: pytest.Monke
     assert not (tmp_path / "a" / "install-debs.sh").exists()
     build.assemble_context(ROOT, tmp_path / "b", target, tmp_path / "w", 1_000_000, with_git=True)
     assert fetched == [tmp_path / "b" / "debs"] and (tmp_path / "b" / "install-debs.sh").is_file()
+
+
+def test_a_git_build_step_reuses_only_a_git_build_of_airnub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under `airnub deploy remote` (STACK_STEPS_DONE): one image for every file, with git when
+    a file asked; a step asking for git never gets a git-less image."""
+    import json
+
+    from deploy_tools.remote import steps
+
+    build = {"image": "airnub-worker:done", "digest": "sha256:" + "a" * 64, "built": "yes",
+             "os_packages": ""}  # fmt: skip
+    steps.build_image.cache_clear()
+    try:
+        monkeypatch.setenv(steps.DONE_ENV, json.dumps({"build": build, "push": {}}))
+        assert steps.build_image("airnub-worker:done", project=str(ROOT)) == build
+        with pytest.raises(steps.StepError, match="without git; this step asks `with_git: true`"):
+            steps.build_image("airnub-worker:done", project=str(ROOT), with_git=True)
+        with_git = {**build, "os_packages": "git"}
+        monkeypatch.setenv(steps.DONE_ENV, json.dumps({"build": with_git, "push": {}}))
+        steps.build_image.cache_clear()
+        assert steps.build_image("airnub-worker:done", project=str(ROOT), with_git=True) == with_git
+        assert steps.build_image("airnub-worker:done", project=str(ROOT)) == with_git
+    finally:
+        steps.build_image.cache_clear()
