@@ -3,10 +3,11 @@
 The context holds only what the image needs: `Dockerfile.worker`, the hash-locked
 `requirements.txt`, a wheelhouse for the image's interpreter, every workspace member as a
 reproducible wheel, `uv.lock` (mounted, for the SBOM the build writes of what it installed),
-the entrypoint and the `deploy/` YAML files; with `with_git`, also the hash-checked .deb files of
-`debs.lock` (git, for Prefect's git_clone pull step), installed by the Dockerfile's `os-git`
-stage (a default build has neither the files nor the layer). Every file in it gets the mtime SOURCE_DATE_EPOCH
-(the last commit time), so two clean builds give one digest. The image's `/app/sbom.cdx.json`
+the entrypoint and the `deploy/` YAML files; with `with_git`, also the hash-checked .deb files
+of `debs.lock` (git, for Prefect's git_clone pull step), installed by the Dockerfile's `os-git`
+stage (a default build has neither the files nor the layer, and needs no Debian mirror). Every
+file in it gets the mtime SOURCE_DATE_EPOCH (the last commit time), so two clean builds give
+one digest. The image's `/app/sbom.cdx.json`
 is also kept beside the build (`.image/sbom.cdx.json`), read from the built archive.
 
 A base image missing from the local store is pulled when it is pinned by digest, else (or when
