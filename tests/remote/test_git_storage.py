@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy_tools.image.build import OS_PACKAGES_LABEL, image_label
 from tests.checkout import clean_env
 from tests.remote.conftest import BIN, Copy, Remote, _start
 from tests.remote.test_deploy_remote import wait_final
@@ -29,6 +30,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.stack]
 
 BRANCH = "git-storage-test"
 FLOW_FILE = "packages/flows_alpha/src/flows_alpha/pipeline.py"
+GIT_FILE = "deploy/projects/alpha/prefect.git.yaml"
+# The git variant's own tag: the default deployments' image (TEST_IMAGE) stays as it is.
+GIT_IMAGE = "airnub-worker:remote-git-test"
 CA_IN_CONTAINER = "/run/airnub-git-ca.pem"
 # What the served branch adds to the flow's file: a marker in the run's data volume.
 MARKER_LINE = (
@@ -125,24 +129,54 @@ def test_a_token_in_the_repository_url_is_refused(
     assert "git-code" not in [d["name"] for d in remote.api("POST", "/deployments/filter", {})]
 
 
+def test_a_git_clone_without_git_in_the_image_is_refused(
+    git_server: GitServer, checkout: Copy, remote: Remote
+) -> None:
+    path = checkout.root / GIT_FILE
+    good = path.read_text()
+    assert "      with_git: true\n" in good
+    path.write_text(good.replace("      with_git: true\n", ""))
+    try:
+        done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.git.yaml",
+                               AIRNUB_IMAGE=GIT_IMAGE, ALPHA_GIT_REPOSITORY=git_server.url,
+                               ALPHA_GIT_BRANCH=BRANCH)  # fmt: skip
+    finally:
+        path.write_text(good)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-3000:]
+    assert (
+        f"{GIT_FILE}: pull[1].prefect.deployments.steps.git_clone runs git in the image, but "
+        "build has no deploy_tools.remote.steps.build_image with `with_git: true`"
+    ) in out, out[-3000:]
+    assert "\nimage:" not in out  # stopped before building
+    assert "git-code" not in [d["name"] for d in remote.api("POST", "/deployments/filter", {})]
+
+
 @pytest.fixture(scope="module")
 def git_deployment(
     git_server: GitServer, checkout: Copy, remote: Remote
 ) -> Iterator[dict[str, object]]:
-    done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.git.yaml",
-                           ALPHA_GIT_REPOSITORY=git_server.url, ALPHA_GIT_BRANCH=BRANCH,
-                           ALPHA_GIT_TOKEN=git_server.token)  # fmt: skip
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
-    assert "block secret/alpha-git-token: created" in out
-    assert git_server.token not in out
-    dep = remote.api("GET", "/deployments/name/alpha_pipeline/git-code")
     try:
-        yield dict(dep)
+        done = checkout.airnub("deploy", "remote", "--prefect-file", "prefect.git.yaml",
+                               AIRNUB_IMAGE=GIT_IMAGE, ALPHA_GIT_REPOSITORY=git_server.url,
+                               ALPHA_GIT_BRANCH=BRANCH, ALPHA_GIT_TOKEN=git_server.token)  # fmt: skip
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out[-5000:]
+        assert "image: built with git: sha256:" in out
+        assert "block secret/alpha-git-token: created" in out
+        assert git_server.token not in out
+        dep = remote.api("GET", "/deployments/name/alpha_pipeline/git-code")
+        try:
+            yield dict(dep)
+        finally:
+            remote.api("DELETE", f"/deployments/{dep['id']}")
+            block = remote.api(
+                "GET", "/block_types/slug/secret/block_documents/name/alpha-git-token"
+            )
+            remote.api("DELETE", f"/block_documents/{block['id']}")
     finally:
-        remote.api("DELETE", f"/deployments/{dep['id']}")
-        block = remote.api("GET", "/block_types/slug/secret/block_documents/name/alpha-git-token")
-        remote.api("DELETE", f"/block_documents/{block['id']}")
+        pushed = f"{checkout.env['AIRNUB_REGISTRY']}/{GIT_IMAGE}"
+        subprocess.run(["docker", "image", "rm", "-f", GIT_IMAGE, pushed], capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +208,10 @@ def test_the_deployment_names_the_block_not_the_token(
         },
     ]
     assert git_server.token not in json.dumps(git_deployment)
+    # the image by digest is the git variant (its label), not the default deployments' image
+    image = str(git_deployment["job_variables"]["image"])  # type: ignore[index]
+    assert "/airnub-worker@sha256:" in image
+    assert image_label(image, OS_PACKAGES_LABEL) == "git"
 
 
 def test_a_run_completes_from_the_cloned_code(

@@ -77,7 +77,10 @@ def test_deploy_remote_refuses_it_before_building(
     path = checkout / "deploy" / "projects" / "alpha" / "prefect.yaml"
     text = path.read_text()
     assert "\npull:\n" in text
-    path.write_text(text.replace("\npull:\n", "\npull:\n" + git_clone("{{ $GIT_URL }}"), 1))
+    text = text.replace("\npull:\n", "\npull:\n" + git_clone("{{ $GIT_URL }}"), 1)
+    tag = '      tag: "{{ $AIRNUB_IMAGE }}"\n'
+    assert tag in text
+    path.write_text(text.replace(tag, tag + "      with_git: true\n", 1))  # git in the image
     monkeypatch.setenv("AIRNUB_DEMO_DATA_URL", "https://files.example.com")
     settings = load_settings(checkout)
     target = RemoteTarget("http://127.0.0.1:9/api", "127.0.0.1:9", "airnub-worker:never-built")

@@ -49,6 +49,14 @@ def build(
     ] = None,
     base_image: BaseOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the build cache.")] = False,
+    with_git: Annotated[
+        bool,
+        typer.Option(
+            "--with-git",
+            help="Add git (for Prefect's git_clone pull step): the hash-pinned Debian packages "
+            "of deploy_tools/image/debs.lock, downloaded from a Debian mirror.",
+        ),
+    ] = False,
     project: ProjectOpt = Path(),
 ) -> None:
     """Build Dockerfile.worker deterministically, load it, print ``name@sha256:…``."""
@@ -63,6 +71,7 @@ def build(
                 tag=tag or config.image,
                 base_image=base_image or config.base_image,
                 no_cache=no_cache,
+                with_git=with_git,
                 source=config.image_source,
             )
         )

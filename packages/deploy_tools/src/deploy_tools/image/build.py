@@ -3,8 +3,11 @@
 The context holds only what the image needs: `Dockerfile.worker`, the hash-locked
 `requirements.txt`, a wheelhouse for the image's interpreter, every workspace member as a
 reproducible wheel, `uv.lock` (mounted, for the SBOM the build writes of what it installed),
-the entrypoint and the `deploy/` YAML files. Every file in it gets the mtime SOURCE_DATE_EPOCH
-(the last commit time), so two clean builds give one digest. The image's `/app/sbom.cdx.json`
+the entrypoint and the `deploy/` YAML files; with `with_git`, also the hash-checked .deb files
+of `debs.lock` (git, for Prefect's git_clone pull step), installed by the Dockerfile's `os-git`
+stage (a default build has neither the files nor the layer, and needs no Debian mirror). Every
+file in it gets the mtime SOURCE_DATE_EPOCH (the last commit time), so two clean builds give
+one digest. The image's `/app/sbom.cdx.json`
 is also kept beside the build (`.image/sbom.cdx.json`), read from the built archive.
 
 A base image missing from the local store is pulled when it is pinned by digest, else (or when
@@ -35,6 +38,9 @@ ENTRYPOINT = Path(__file__).with_name("entrypoint.sh")
 # The source label is [tool.airnub] image_source (settings.image_source); no value without it.
 DEFAULT_SOURCE = ""
 SBOM_IN_IMAGE = "app/" + sbom.SBOM_NAME  # written by the build (Dockerfile.worker)
+# Label of an image built with Debian packages (Dockerfile.worker's os-git stage): its value.
+OS_PACKAGES_LABEL = "io.airnub.os-packages"
+GIT_PACKAGES = "git"
 # What to do when the base image is neither in the local store nor pullable.
 OFFLINE_HINT = (
     "offline, make a Debian base with ci/provision-docker.sh (ci/offline_images.py) and "
@@ -55,6 +61,7 @@ class BuildOptions:
     base_image: str | None = None  # None: the pinned default in Dockerfile.worker
     no_cache: bool = False
     wheel_cache: Path | None = None  # None: <project>/.image/wheelhouse
+    with_git: bool = False  # git in the image (debs.lock's .deb files, Dockerfile's os-git)
     deb_cache: Path | None = None  # None: <project>/.image/debs
     context_dir: Path | None = None  # None: <project>/.image/context
     epoch: int | None = None  # None: last commit time
@@ -190,10 +197,13 @@ def assemble_context(
     target: wheelhouse.Target,
     wheel_cache: Path,
     epoch: int,
+    *,
+    with_git: bool = False,
     deb_cache: Path | None = None,
     base_image: str | None = None,  # its apt sources: a mirror for the .deb files
 ) -> None:
-    """Write the build context for ``project`` into an empty folder ``ctx``."""
+    """Write the build context for ``project`` into an empty folder ``ctx`` (with the .deb
+    files of git only when ``with_git``)."""
     ctx.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project / DOCKERFILE, ctx / "Dockerfile")
     # Bind-mounted where the SBOM is written: the hashes of the locked files installed.
@@ -203,9 +213,10 @@ def assemble_context(
     wheelhouse.fetch(reqs, target, wheel_cache, ctx / "wheels" / "deps")
     wheelhouse.build_workspace_wheels(project, ctx / "wheels" / "workspace", epoch)
     shutil.copyfile(ENTRYPOINT, ctx / "entrypoint.sh")
-    # Debian packages (git): hash-checked .deb files, installed offline by install-debs.sh.
-    debs.fetch(debs.read_lock(), deb_cache or project / ".image" / "debs", ctx / "debs", base_image)
-    shutil.copyfile(debs.INSTALLER, ctx / "install-debs.sh")
+    if with_git:  # hash-checked .deb files, installed offline by install-debs.sh (os-git)
+        cache = deb_cache or project / ".image" / "debs"
+        debs.fetch(debs.read_lock(), cache, ctx / "debs", base_image)
+        shutil.copyfile(debs.INSTALLER, ctx / "install-debs.sh")
     # The [tool.airnub] table and each member's pyproject.toml (only that file: a project's own
     # [tool.airnub.project] table) tell `airnub` in the image which projects and files exist.
     shutil.copyfile(project / "pyproject.toml", ctx / "pyproject.toml")
@@ -292,15 +303,19 @@ def archive_file(archive: Path, path: str) -> bytes:
 IMAGE_INPUTS = ("packages", "deploy", "pyproject.toml", "uv.lock", "Dockerfile.worker")
 
 
-def outdated_because(project: Path, tag: str) -> str | None:
+def outdated_because(project: Path, tag: str, *, with_git: bool = False) -> str | None:
     """Why the local image `tag` does not hold `project` as it is now; None when it does.
 
-    Current means: its revision label is HEAD and `git status` shows no change under
-    `IMAGE_INPUTS`. Outside a git checkout an existing image counts as current.
+    Current means: its revision label is HEAD, `git status` shows no change under
+    `IMAGE_INPUTS`, and it is the variant asked for (git in it or not: its
+    `io.airnub.os-packages` label). Outside a git checkout an existing image counts as current.
     """
     revision = image_label(tag, "org.opencontainers.image.revision")
     if revision is None:
         return "not built yet"
+    has_git = image_label(tag, OS_PACKAGES_LABEL) == GIT_PACKAGES
+    if has_git != with_git:
+        return "built with git, asked without" if has_git else "built without git, asked with"
     head = git_output(project, "rev-parse", "HEAD")
     if git_output(project, "status", "--porcelain", "--", *IMAGE_INPUTS):
         return "uncommitted changes"
@@ -323,7 +338,7 @@ def ensure_image(opts: BuildOptions, *, force: bool = False) -> tuple[BuildResul
     """The image of `opts`, built only when `force` or outdated; returns it and why it was built
     (None: reused as it was)."""
     project = opts.project.resolve()
-    why = "--build" if force else outdated_because(project, opts.tag)
+    why = "--build" if force else outdated_because(project, opts.tag, with_git=opts.with_git)
     if why is None:
         revision = image_label(opts.tag, "org.opencontainers.image.revision") or "unknown"
         return BuildResult(opts.tag, local_digest(opts.tag), 0.0, project, revision), None
@@ -342,17 +357,20 @@ def build_image(opts: BuildOptions) -> BuildResult:
     if ctx.exists():
         shutil.rmtree(ctx)
     wheel_cache = opts.wheel_cache or project / ".image" / "wheelhouse"
-    assemble_context(project, ctx, target, wheel_cache, epoch, opts.deb_cache, base)
+    assemble_context(project, ctx, target, wheel_cache, epoch, with_git=opts.with_git,
+                     deb_cache=opts.deb_cache, base_image=base)  # fmt: skip
     args = {
         "BASE_IMAGE": base,
         "SOURCE_DATE_EPOCH": str(epoch),
         "DEPS_EPOCH": str(min(epoch, lock_epoch(project, epoch))),
-        "DEBS_EPOCH": str(min(epoch, lock_epoch(project, epoch, debs.LOCK))),
         "VERSION": project_version(project),
         "REVISION": git_output(project, "rev-parse", "HEAD") or "unknown",
         "SOURCE": opts.source,
         **opts.build_args,
     }
+    if opts.with_git:  # Dockerfile.worker's os-git stage (the default, `os`, is the base as is)
+        args["OS_STAGE"] = "os-git"
+        args["DEBS_EPOCH"] = str(min(epoch, lock_epoch(project, epoch, debs.LOCK)))
     # Beside the build: the same bytes as /app/sbom.cdx.json in the image.
     sbom_path = opts.sbom_path or project / ".image" / sbom.SBOM_NAME
     digest = buildx(

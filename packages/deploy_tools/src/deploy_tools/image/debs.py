@@ -1,5 +1,6 @@
 """Debian packages for the worker image (`git`, for Prefect's `git_clone` pull step), as
-hash-pinned .deb files fetched on the host.
+hash-pinned .deb files fetched on the host — only for a build with git (`airnub image build
+--with-git`, a prefect.yaml build step's `with_git: true`): a default build fetches none.
 
 The build is hermetic (`--network none`), so, like the wheels, the .deb files go into the build
 context: each line of `debs.lock` pins a package's version and SHA-256, and the file is

@@ -286,6 +286,16 @@ def _validate(
         for problem in leaks:
             reporter.failure(f"  {problem}")
         raise DeployError("deploy remote stopped before building")
+    # git_clone runs git in the flow-run container: the build step must ask for it.
+    from deploy_tools.remote.steps import git_problems
+
+    no_git = [p for name, doc in docs.items()
+              for p in git_problems(doc, str(settings.relative(files[name])))]  # fmt: skip
+    if no_git:
+        reporter.step_finished("files", "a git_clone pull step needs git in the image:", ok=False)
+        for problem in no_git:
+            reporter.failure(f"  {problem}")
+        raise DeployError("deploy remote stopped before building")
     try:
         plan = load_plan(remote_setup_files(settings), base=settings.project_dir, target="remote")
     except SetupFilesError as exc:
@@ -358,12 +368,18 @@ def _build_gate_push(
     from deploy_tools.image.gate import check_in_image, image_targets
     from deploy_tools.remote import steps
 
+    # One image for every file: with git when a file's build step asks (`with_git: true`).
+    with_git = any(steps.wants_git(load_remote_file(path)) for path in files.values())
     step = "image"
-    reporter.step_started(step, f"building {target.image} (reused when up to date)")
+    variant = " with git" if with_git else ""
+    reporter.step_started(step, f"building {target.image}{variant} (reused when up to date)")
     try:
-        built = steps.build_image(target.image, project=str(settings.project_dir))
+        built = steps.build_image(
+            target.image, project=str(settings.project_dir), with_git=with_git
+        )
         reporter.step_finished(
-            step, f"{'built' if built['built'] == 'yes' else 'up to date'}: {built['digest']}"
+            step,
+            f"{'built' if built['built'] == 'yes' else 'up to date'}{variant}: {built['digest']}",
         )
         step = "gate"
         reporter.step_started(step, f"importing every entrypoint inside {built['image']}")
