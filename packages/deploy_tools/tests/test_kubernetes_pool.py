@@ -4,9 +4,7 @@ digest, non-root, with requests and limits."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from deploy_tools.remote.service import load_remote_file, remote_setup_files
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
-from deploy_tools.setup.pools import base_job_template
+from deploy_tools.setup.pools import base_job_template, kubernetes_job
 
 IMAGE_REF = "127.0.0.1:5000/airnub-worker@sha256:" + "ab" * 32
 
@@ -54,25 +52,6 @@ def test_the_template_keeps_every_variable_of_prefect_kubernetes_default(
         assert set(jv) <= set(default), set(jv) - set(default)  # validated against the default
 
 
-def render(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    from prefect.client.schemas.objects import FlowRun
-    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
-    class NoAPI:  # the template has no block or variable references: nothing to look up
-        pass
-
-    async def build() -> dict[str, Any]:
-        cfg = await KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, values, client=NoAPI()
-        )
-        cfg.prepare_for_flow_run(
-            FlowRun(id=uuid.UUID(int=1), name="offline", flow_id=uuid.UUID(int=2))
-        )
-        return dict(cfg.job_manifest)
-
-    return asyncio.run(build())
-
-
 def test_the_job_manifest_runs_the_digest_non_root_with_resources(
     k8s: tuple[dict[str, Any], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,7 +59,7 @@ def test_the_job_manifest_runs_the_digest_non_root_with_resources(
         monkeypatch.delenv(name)  # prepare_for_flow_run copies this process's PREFECT_* settings
     template, jobs = k8s
     for jv in jobs:
-        job = render(template, jv)
+        job = kubernetes_job(template, jv)
         assert job["kind"] == "Job"
         pod = job["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -101,7 +80,7 @@ def test_the_job_manifest_runs_the_digest_non_root_with_resources(
         assert env["ALPHA_DATA_ROOT"] == "/app/data/project_alpha_outputs"
         assert not any("AUTH" in k or "KEY" in k for k in env)
     assert (
-        render(template, {**jobs[0], "run_as_user": 20002})["spec"]["template"]["spec"][
+        kubernetes_job(template, {**jobs[0], "run_as_user": 20002})["spec"]["template"]["spec"][
             "securityContext"
         ]["runAsUser"]
         == 20002

@@ -8,11 +8,9 @@ These read this repository's deploy/ files (not the fixture checkout): they are 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from deploy_tools.remote import worker
 from deploy_tools.remote.service import load_remote_file, remote_files, remote_setup_files
 from deploy_tools.settings import load_settings
 from deploy_tools.setup import load_plan
-from deploy_tools.setup.pools import base_job_template
+from deploy_tools.setup.pools import base_job_template, kubernetes_job
 
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "workers" / "kubernetes"
@@ -160,24 +158,6 @@ def test_the_role_grants_what_the_kubernetes_worker_does_and_the_binding_names_i
 
 
 # -- the Job the Kubernetes worker submits --------------------------------------------------
-def render_job(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """The Job manifest exactly as prefect-kubernetes' worker builds it for a flow run."""
-    from prefect.client.schemas.objects import FlowRun
-    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
-    class NoAPI:  # the template has no block or variable references: nothing to look up
-        pass
-
-    async def build() -> dict[str, Any]:
-        cfg = await KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, values, client=NoAPI()
-        )
-        cfg.prepare_for_flow_run(
-            FlowRun(id=uuid.UUID(int=1), name="offline", flow_id=uuid.UUID(int=2))
-        )
-        return dict(cfg.job_manifest)
-
-    return asyncio.run(build())
 
 
 _STEP = re.compile(r"\{\{\s*push\.image_ref\s*\}\}")
@@ -226,7 +206,7 @@ def test_the_job_the_worker_submits_is_a_valid_non_root_job_of_the_digest(
         monkeypatch.delenv(name)  # prepare_for_flow_run copies this process's PREFECT_* settings
     _, template = kubernetes_pool
     for where, values in job_values():
-        job = render_job(template, values)
+        job = kubernetes_job(template, values)
         assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job"), where
         # prefect-kubernetes' default template puts completions and parallelism (Job fields)
         # in the pod spec; the API server drops them. Everything else is strictly valid.
@@ -252,7 +232,7 @@ def test_the_job_without_a_digest_is_still_rendered_so_the_assertion_above_means
 ) -> None:
     for name in [k for k in os.environ if k.startswith("PREFECT_")]:
         monkeypatch.delenv(name)
-    job = render_job(kubernetes_pool[1], {"image": "airnub-worker:latest"})
+    job = kubernetes_job(kubernetes_pool[1], {"image": "airnub-worker:latest"})
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "airnub-worker:latest"
     with pytest.raises(AssertionError, match="Job/"):
         validate({**job, "spec": {**job["spec"], "no_such_field": 1}})

@@ -22,7 +22,6 @@ superseded, point AIRNUB_DEBIAN_MIRRORS at a snapshot archive of the same date, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
@@ -30,6 +29,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from deploy_tools.image.wheelhouse import sha256_file
 
 LOCK = Path(__file__).with_name("debs.lock")
 INSTALLER = Path(__file__).with_name("install-debs.sh")
@@ -108,14 +109,6 @@ def mirrors(environ: dict[str, str] | None = None, base_image: str | None = None
     return list(dict.fromkeys(u.rstrip("/") for u in found))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(deb: Deb, roots: list[str], out: Path) -> None:
     import httpx
 
@@ -134,7 +127,7 @@ def _download(deb: Deb, roots: list[str], out: Path) -> None:
         except (httpx.HTTPError, OSError) as exc:
             tried.append(f"{root}: {exc}")
             continue
-        if _sha256(out) == deb.sha256:
+        if sha256_file(out) == deb.sha256:
             return
         tried.append(f"{root}: SHA-256 differs from the lock")
     out.unlink(missing_ok=True)
@@ -154,7 +147,7 @@ def fetch(debs: list[Deb], cache: Path, dest: Path, base_image: str | None = Non
     out = []
     for deb in debs:
         cached = cache / deb.file_name
-        if not (cached.is_file() and _sha256(cached) == deb.sha256):
+        if not (cached.is_file() and sha256_file(cached) == deb.sha256):
             roots = mirrors(base_image=base_image) if roots is None else roots
             _download(deb, roots, cached)
         link = dest / deb.file_name

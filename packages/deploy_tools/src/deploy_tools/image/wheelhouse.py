@@ -145,7 +145,8 @@ def select(reqs: list[Requirement], target: Target) -> list[Requirement]:
     return [r for r in reqs if r.marker is None or Marker(r.marker).evaluate(dict(target.markers))]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of the file at `path`, hex."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -162,7 +163,7 @@ def _cached(cache: Path, reqs: list[Requirement]) -> dict[str, Path]:
     found = {}
     for req in reqs:
         for path in by_key.get((canonicalize_name(req.name), req.version), []):
-            if _sha256(path) in req.hashes:
+            if sha256_file(path) in req.hashes:
                 found[req.name] = path
                 break
     return found

@@ -230,3 +230,29 @@ def deployment_job_variable_problems(
             found = job_variable_problems(u.job_variables, template, worker_type, key=key)
             problems += [f"{u.file}: {p}" for p in found]
     return problems
+
+
+def kubernetes_job(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The Job manifest prefect-kubernetes' worker would submit for a flow run of a deployment
+    with job variables `values` on a pool with base job template `template` (its own
+    `from_template_and_values` and `prepare_for_flow_run`, offline: no block or variable
+    references to look up)."""
+    import asyncio
+    import uuid
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    class NoAPI:  # nothing to resolve through the API
+        pass
+
+    async def build() -> dict[str, Any]:
+        cfg = await KubernetesWorkerJobConfiguration.from_template_and_values(
+            template, values, client=NoAPI()
+        )
+        cfg.prepare_for_flow_run(
+            FlowRun(id=uuid.UUID(int=1), name="offline", flow_id=uuid.UUID(int=2))
+        )
+        return dict(cfg.job_manifest)
+
+    return asyncio.run(build())
