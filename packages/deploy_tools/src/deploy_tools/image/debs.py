@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy_tools.image.wheelhouse import sha256_file
+from pipeline_core.urls import redact_urls_in
 
 LOCK = Path(__file__).with_name("debs.lock")
 INSTALLER = Path(__file__).with_name("install-debs.sh")
@@ -131,11 +132,11 @@ def _download(deb: Deb, roots: list[str], out: Path) -> None:
             return
         tried.append(f"{root}: SHA-256 differs from the lock")
     out.unlink(missing_ok=True)
-    raise RuntimeError(
+    raise RuntimeError(redact_urls_in(
         f"cannot fetch {deb.file_name} ({deb.name} {deb.version}) with the locked SHA-256 from "
         f"any mirror ({'; '.join(tried) or f'none configured: set {MIRRORS_ENV}'}); a superseded "
         f"version is only on a snapshot archive (set {MIRRORS_ENV}), or re-lock (see {LOCK.name})"
-    )
+    ))  # fmt: skip
 
 
 def fetch(debs: list[Deb], cache: Path, dest: Path, base_image: str | None = None) -> list[Path]:

@@ -245,10 +245,10 @@ def deploy_remote(
     _apply(reporter, target, plan)
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
-    pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
     result.workers = worker.commands_for(
         settings.project_dir, plan, deployments, result, target.api_url
     )
+    pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
     return result
 
 
@@ -472,9 +472,14 @@ def _deploy(
         except PrefectDeployError as exc:
             what_now = readback.report_partial(reporter, target.api_url, keys, before, image_ref)
             raise DeployError(f"{exc} — {what_now}") from None
-        schedule_deployed(
-            target.api_url, [(d["entrypoint"], d["name"]) for d in deployments[project]]
-        )
+        try:
+            schedule_deployed(
+                target.api_url, [(d["entrypoint"], d["name"]) for d in deployments[project]]
+            )
+        except Exception as exc:
+            if (lost := connection_failure(exc)) is None:
+                raise
+            raise server_gone_error(target.api_url, "scheduling the deployed runs", lost) from None
         result.deployments += verify_deployments(target.api_url, deployments[project], image_ref)
     reporter.step_finished(
         "deploy",

@@ -215,9 +215,15 @@ async def delete_stale(client: Any, pruning: Pruning, stale: Iterable[Stale]) ->
 
 
 async def mark_deployments(client: Any, scope: Scope, names: Collection[str]) -> int:
-    """Add the marker to each deployment of `names` (`flow/deployment`) lacking it; how many."""
+    """Add the marker to each deployment of `names` (`flow/deployment`) lacking it; how many.
+
+    The server deletes a deployment's future scheduled runs on any update: a marked
+    deployment with schedules has them scheduled again at once.
+    """
     from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.exceptions import ObjectNotFound
+
+    from deploy_tools.setup.schedules import schedule_runs_now
 
     count = 0
     for name in sorted(names):
@@ -228,6 +234,8 @@ async def mark_deployments(client: Any, scope: Scope, names: Collection[str]) ->
         if scope.tag not in (dep.tags or []):
             tags = [*(dep.tags or []), scope.tag]
             await client.update_deployment(dep.id, DeploymentUpdate(tags=tags))
+            if dep.schedules:
+                await schedule_runs_now(client, dep.id)
             count += 1
     return count
 
@@ -376,10 +384,15 @@ class Pruner:
         return changes
 
 
-def remote_deployment_names(files: Iterable[Path], root: Path) -> set[str]:
+def remote_deployment_names(
+    files: Iterable[Path], root: Path, unreadable: list[str] | None = None
+) -> set[str]:
     """`flow/name` of every deployment in the remote files `files` (each project's
     `prefect*.yaml` but its local one): any of them may have been deployed. A file entrypoint
     (`path/flows.py:flow`) is read from `root`, the checkout `prefect deploy` runs in.
+
+    A file that cannot be read is named in `unreadable` when it is given (the deploy goes on:
+    it does not prune), else refused.
 
     Raises:
         DeployError: a file or an entrypoint cannot be read (then nothing can be pruned safely).
@@ -398,9 +411,10 @@ def remote_deployment_names(files: Iterable[Path], root: Path) -> set[str]:
                     where = str(root / where)
                 names.add(f"{load_flow(f'{where}:{function}').name}/{e['name']}")
         except Exception as exc:
-            raise DeployError(
-                f"prune: cannot read the deployments of {path.name} ({exc}); nothing was deployed"
-            ) from None
+            problem = f"prune: cannot read the deployments of {path.name} ({exc})"
+            if unreadable is None:
+                raise DeployError(f"{problem}; nothing was deployed") from None
+            unreadable.append(problem)
     return names
 
 
@@ -433,4 +447,8 @@ def remote_check(
         scope_of(settings, "remote"), api_url, reporter, prune=prune, yes=yes, dry_run=dry_run,
         doing="deploy remote",
     )  # fmt: skip
-    return pruner, pruner.check(plan, remote_deployment_names(files, settings.project_dir))
+    unreadable: list[str] | None = None if prune else []
+    names = remote_deployment_names(files, settings.project_dir, unreadable)
+    for problem in unreadable or []:  # without --prune: a note, the deploy goes on
+        reporter.info(f"{problem}: its deployments may be listed below as in no file")
+    return pruner, pruner.check(plan, names)

@@ -224,7 +224,7 @@ def schedule_deployed(api_url: str, keys: Sequence[tuple[str, str]]) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-    from deploy_tools.prefect_api import use_api
+    from deploy_tools.prefect_api import APPLY_RETRIES, use_api
 
     async def run() -> int:
         async with get_client() as client:
@@ -240,5 +240,5 @@ def schedule_deployed(api_url: str, keys: Sequence[tuple[str, str]]) -> int:
                 await schedule_runs_now(client, dep.id)
         return len(scheduled)
 
-    with use_api(api_url):
+    with use_api(api_url, retries=APPLY_RETRIES):
         return asyncio.run(run())
