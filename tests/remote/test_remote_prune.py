@@ -50,6 +50,7 @@ def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
     flow = remote.api("POST", "/flows/", {"name": "alpha_ingest"})
     by_hand = remote.api("POST", "/deployments/", {"name": "by-hand", "flow_id": flow["id"]})
     deploy = ("deploy", "remote", "--prefect-file", FILE)
+    news: tuple[str, ...] = ()
     try:
         file.write_text(base + EXTRA.format(name="prune-old"))
         done = checkout.airnub(*deploy)
@@ -57,7 +58,8 @@ def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
         old = ingest_deployments(remote)["prune-old"]
         assert "airnub:airnub-prefect-starter:remote" in old["tags"]
 
-        file.write_text(base + EXTRA.format(name="prune-new"))
+        news = ("prune-new", "prune-new-b", "prune-new-c")
+        file.write_text(base + "".join(EXTRA.format(name=n) for n in news))
         dry = checkout.airnub(*deploy, "--prune", "--dry-run")
         assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
         assert (
@@ -75,15 +77,16 @@ def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
         assert {"prune-new", "docker", "by-hand"} <= names and "prune-old" not in names
         assert remote.api("GET", f"/deployments/{by_hand['id']}")["name"] == "by-hand"
 
-        # Every deployment renamed in both files: 4 of the 6 objects airnub manages there
-        # would go (the refusal comes before the build: prefect.yaml may differ from HEAD).
+        # Every deployment renamed in both files: 6 would go, more than the 5 a prune may
+        # delete without --yes whatever else the session's other tests made (the refusal comes
+        # before the build: prefect.yaml may differ from HEAD).
         before = every_deployment(remote)
         moved = base.replace("  - name: docker\n", "  - name: moved\n")
         (alpha / "prefect.yaml").write_text(moved)
         file.write_text(moved + EXTRA.format(name="prune-moved"))
         refused = checkout.airnub(*deploy, "--prune")
         assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert "prune refused: it would delete 4 object(s)" in refused.stderr
+        assert "prune refused: it would delete 6 object(s), more than 5" in refused.stderr
         assert "deployment alpha_ingest/docker (its scheduled runs go with it)" in refused.stderr
         assert "building" not in refused.stdout
         assert every_deployment(remote) == before  # nothing deployed, nothing deleted
@@ -91,5 +94,5 @@ def test_a_renamed_deployment_leaves_exactly_one_and_one_made_by_hand_stays(
         (alpha / "prefect.yaml").write_text(base)
         file.unlink(missing_ok=True)
         for name, d in ingest_deployments(remote).items():
-            if name in ("prune-old", "prune-new", "by-hand"):
+            if name in ("prune-old", "by-hand", *news):
                 remote.api("DELETE", f"/deployments/{d['id']}")

@@ -246,7 +246,7 @@ def deploy_remote(
     done = {"build": built, "push": pushed}
     result = _deploy(settings, reporter, target, files, deployments, done)
     result.workers = worker.commands_for(
-        settings.project_dir, plan, deployments, result, target.api_url
+        settings.project_dir, plan, deployments, result.image_ref, target.api_url
     )
     pruner.finish(remote_deployment_names(files.values(), settings.project_dir))
     return result

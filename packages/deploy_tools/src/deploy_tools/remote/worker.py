@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from deploy_tools.remote.service import RemoteResult
     from deploy_tools.setup import SetupPlan
 
 COMPOSE_FILE = Path("deploy/workers/docker/compose.yaml")
@@ -106,11 +105,11 @@ def commands_for(
     project_dir: Path,
     plan: SetupPlan,
     deployments: dict[str, list[dict[str, Any]]],
-    result: RemoteResult,
+    image_ref: str,
     api_url: str,
 ) -> list[str]:
     """`start_commands` for the pools `deployments` (each project's) use, with the digest
-    `result` deployed and the credentials of this process's environment."""
+    deployed (`image_ref`) and the credentials of this process's environment."""
     used = {d["work_pool"]["name"] for entries in deployments.values() for d in entries}
     pools = [(p.name, p.type) for p in plan.work_pools if p.name in used]
-    return start_commands(project_dir, pools, result.image_ref, api_url, dict(os.environ))
+    return start_commands(project_dir, pools, image_ref, api_url, dict(os.environ))

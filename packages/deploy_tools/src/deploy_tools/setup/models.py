@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -80,6 +81,28 @@ class BlockFile(_Strict):
     )
 
 
+def check_schedule_field(name: str, value: str) -> None:
+    """Raise ValueError with Prefect's own message when `value` is not a valid `name`.
+
+    Prefect's schedule classes check cron with croniter (no random/hashed fields), rrule with
+    dateutil, and timezones against the IANA names.
+    """
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+    from pydantic import ValidationError
+
+    build: dict[str, Callable[[], object]] = {
+        "cron": lambda: CronSchedule(cron=value),
+        "rrule": lambda: RRuleSchedule(rrule=value),
+        "timezone": lambda: CronSchedule(cron="0 0 * * *", timezone=value),
+        "anchor_date": lambda: IntervalSchedule(interval=timedelta(hours=1), anchor_date=value),
+    }
+    try:
+        build[name]()
+    except ValidationError as exc:
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"not a date and time: {msg}" if name == "anchor_date" else msg) from None
+
+
 class Schedule(_Strict):
     """One item of a deployment's `schedules:`, as prefect.yaml writes it: exactly one of
     `cron`, `interval` or `rrule`, checked as Prefect checks it (croniter, dateutil, IANA zones).
@@ -117,10 +140,8 @@ class Schedule(_Strict):
     @field_validator("cron", "rrule", "anchor_date", "timezone")
     @classmethod
     def _as_prefect(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from deploy_tools.setup.schedules import check_field
-
         if value is not None:
-            check_field(str(info.field_name), value)
+            check_schedule_field(str(info.field_name), value)
         return value
 
     @field_validator("interval")

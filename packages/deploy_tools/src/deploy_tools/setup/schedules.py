@@ -18,31 +18,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from deploy_tools.setup.models import Schedule
-
-
-def check_field(name: str, value: str) -> None:
-    """Raise ValueError with Prefect's own message when `value` is not a valid `name`.
-
-    Prefect's schedule classes check cron with croniter (no random/hashed fields), rrule with
-    dateutil, and timezones against the IANA names.
-    """
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
-    from pydantic import ValidationError
-
-    build: Callable[[], object] = {
-        "cron": lambda: CronSchedule(cron=value),
-        "rrule": lambda: RRuleSchedule(rrule=value),
-        "timezone": lambda: CronSchedule(cron="0 0 * * *", timezone=value),
-        "anchor_date": lambda: IntervalSchedule(interval=timedelta(hours=1), anchor_date=value),
-    }[name]
-    try:
-        build()
-    except ValidationError as exc:
-        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise ValueError(f"not a date and time: {msg}" if name == "anchor_date" else msg) from None
 
 
 def prefect_schedule(spec: Schedule, anchor: datetime | None = None) -> Any:
